@@ -1,0 +1,74 @@
+"""Peak memory on a long recording: RSS must not grow with file length.
+
+Writes a long 48 kHz stereo 24-bit WAV with hum (blockwise, so the generator itself stays small),
+runs ``humclean run`` on it in a child process and prints the child's peak RSS next to the same run
+on a file a tenth as long (the baseline measured in the same run). Usage:
+
+    python benchmarks/long_file_memory.py --hours 3 --model dsp --workdir /tmp/humclean-mem
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def write_long(path: Path, seconds: float, rate: int = 48000) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    block = rate * 60
+    with sf.SoundFile(str(path), "w", rate, 2, "PCM_24", format="RF64" if seconds > 3 * 3600 else "WAV") as f:
+        done = 0
+        total = int(seconds * rate)
+        while done < total:
+            n = min(block, total - done)
+            t = (done + np.arange(n)) / rate
+            hum = 0.03 * np.cos(2 * np.pi * 50.02 * t) + 0.01 * np.cos(2 * np.pi * 150.06 * t + 1)
+            x = 0.05 * rng.standard_normal((n, 2)) + hum[:, None]
+            f.write(x)
+            done += n
+
+
+def run(src: Path, out: Path, model: str) -> tuple[float, float]:
+    """(peak RSS in MB of the child, wall seconds)."""
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-c", "from humclean.cli import main; main()", "run", str(src.parent), "--out", str(out),
+           "--model", model, "--overwrite", "-q", "--include", src.name]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(cmd, check=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(peak, before) / 1024, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hours", type=float, default=3.0)
+    ap.add_argument("--model", default="dsp")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/humclean-mem"))
+    args = ap.parse_args()
+    long_s = args.hours * 3600
+    short_s = long_s / 10
+    short = args.workdir / "short" / "short.wav"
+    long = args.workdir / "long" / "long.wav"
+    if not short.exists():
+        write_long(short, short_s)
+    if not long.exists():
+        write_long(long, long_s)
+    # each run in its own child: RUSAGE_CHILDREN's maxrss is the max over children, so run short first
+    rss_short, wall_short = run(short, args.workdir / "out-short", args.model)
+    rss_long, wall_long = run(long, args.workdir / "out-long", args.model)
+    print(f"short {short_s / 3600:.2f} h: peak RSS {rss_short:.0f} MB, {wall_short:.0f} s ({short_s / wall_short:.1f}x RT)")
+    print(f"long  {long_s / 3600:.2f} h: peak RSS {rss_long:.0f} MB, {wall_long:.0f} s ({long_s / wall_long:.1f}x RT)")
+    print(f"RSS ratio long/short: {rss_long / rss_short:.2f} (1.0 = flat); limit 2048 MB: "
+          f"{'OK' if rss_long < 2048 else 'EXCEEDED'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""Command line: ``humclean run``, ``humclean models``, ``humclean example``.
+
+The CLI owns everything a person sees: progress bars, log lines, the summary and exit codes
+(0 all good, 1 some file failed, 2 usage error). Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("humclean")
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines through tqdm.write so they do not tear the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("humclean: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+def _usage(msg: str) -> None:
+    click.echo(f"humclean: error: {msg}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "HUMCLEAN"})
+@click.version_option(__version__, prog_name="humclean")
+def main() -> None:
+    """Remove mains hum (50/60 Hz and harmonics) from audio archives without touching anything else."""
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", "out", required=True, type=click.Path(path_type=Path), help="Output tree (mirrors SOURCES).")
+@click.option("--model", "-m", default="default", show_default=True, help="Zoo name, alias, built-in (dsp, notch) or model folder.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 4096), help="Chunks per model batch.")
+@click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256), help="Files decoded/encoded in parallel.")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(0, 256), help="Torch CPU threads (0: all cores).")
+@click.option("--include", multiple=True, help="Glob of files to take (repeatable; default: common audio extensions).")
+@click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Probe and detect only; write no audio, report what would happen.")
+@click.option("--force", is_flag=True, help="Process channels even where no hum is detected.")
+@click.option("--overwrite", is_flag=True, help="Redo outputs that are up to date.")
+@click.option("--checksum", is_flag=True, help="Also compare input sha256 when deciding what is up to date.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), help="CSV report path [default: OUT/humclean-report.csv].")
+@click.option("--reference", type=click.Path(path_type=Path, file_okay=False), help="Clean references at the same relative paths: adds SI-SDR/PSNR.")
+@click.option("--segment-seconds", default=60.0, show_default=True, type=click.FloatRange(1.0, 3600.0), help="Streaming block length.")
+@click.option("--format", "format_override", type=click.Choice(["flac"], case_sensitive=False), help="Write lossy inputs as FLAC instead of re-encoding them.")
+@click.option("--keep-mtime/--no-keep-mtime", default=False, show_default=True, help="Give outputs their input's modification time.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, only errors.")
+def run(
+    sources: tuple[Path, ...],
+    out: Path,
+    model: str,
+    device: str,
+    batch_size: int,
+    jobs: int,
+    threads: int,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    dry_run: bool,
+    force: bool,
+    overwrite: bool,
+    checksum: bool,
+    report_path: Path | None,
+    reference: Path | None,
+    segment_seconds: float,
+    format_override: str | None,
+    keep_mtime: bool,
+    quiet: bool,
+) -> None:
+    """Clean every recording under SOURCES into the mirrored tree --out."""
+    _setup_logging(quiet)
+    from .discover import AUDIO_PATTERNS, discover
+    from .errors import HumcleanError, UsageError
+    from .report import BASE_COLUMNS, DRY_RUN_COLUMNS, REFERENCE_COLUMNS, DestLock, FileRecord, Manifest, ReportWriter
+
+    try:
+        tasks, problems = discover(list(sources), out, include or AUDIO_PATTERNS, exclude)
+    except UsageError as exc:
+        _usage(str(exc))
+    if reference is not None and not reference.is_dir():
+        _usage(f"reference directory does not exist: {reference}")
+
+    import torch
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    from . import zoo
+    from .pipeline import Pipeline, RunOptions
+
+    try:
+        estimator = zoo.load(model, device)
+    except (HumcleanError, ValueError) as exc:
+        _usage(str(exc))
+
+    lock = None
+    if not dry_run:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _usage(f"cannot create output directory {out}: {exc.strerror}")
+        if not os.access(out, os.W_OK):
+            _usage(f"output directory is not writable: {out}")
+        lock = DestLock(out)
+        try:
+            if not lock.acquire():
+                _usage(f"another humclean run is writing to {out} (lock {lock.path})")
+        except OSError as exc:
+            _usage(f"cannot lock output directory {out}: {exc.strerror}")
+        from .audio_io import cleanup_stale_temps
+
+        cleanup_stale_temps(out)
+
+    columns = BASE_COLUMNS + (DRY_RUN_COLUMNS if dry_run else []) + (REFERENCE_COLUMNS if reference else [])
+    writer = None
+    if report_path is not None or not dry_run:
+        writer = ReportWriter(report_path or out / "humclean-report.csv", columns)
+    manifest = Manifest(out / ".humclean" / "manifest.jsonl") if not dry_run else None
+
+    from tqdm import tqdm
+
+    total = sum(_duration_hint(t.src) for t in tasks if not t.error)
+    bar = tqdm(total=round(total, 1), unit="s", unit_scale=False, dynamic_ncols=True, file=sys.stderr,
+               disable=quiet or not sys.stderr.isatty(), desc="audio", bar_format=None)  # fmt: skip
+    done = failed = 0
+    t0 = time.perf_counter()
+    records: list[FileRecord] = []
+
+    def on_record(rec: FileRecord) -> None:
+        nonlocal done, failed
+        done += 1
+        records.append(rec)
+        if rec.status == "error":
+            failed += 1
+            log.error("%s: %s", rec.path, rec.error)
+        if writer:
+            writer.add(rec)
+        elapsed = time.perf_counter() - t0
+        bar.set_postfix_str(f"files {done}/{len(tasks)} failed {failed} {bar.n / max(elapsed, 1e-9):.1f}x RT")
+
+    def progress(seconds: float) -> None:
+        bar.update(seconds)
+
+    for p in problems:
+        on_record(FileRecord(path=p.split(":", 1)[0], status="error", error=p))
+
+    options = RunOptions(
+        dry_run=dry_run, force=force, overwrite=overwrite, checksum=checksum, jobs=jobs, batch_size=batch_size,
+        segment_seconds=segment_seconds, reference_root=reference, format_override=format_override,
+        keep_mtime=keep_mtime,
+    )  # fmt: skip
+    pipeline = Pipeline(estimator, options, manifest, on_record, progress)
+    try:
+        pipeline.run(tasks)
+    finally:
+        bar.close()
+        if writer:
+            writer.close()
+        if lock:
+            lock.release()
+    from .report import summarise
+
+    summary = summarise(records, time.perf_counter() - t0)
+    if dry_run:
+        _print_dry_run(records)
+    if not quiet:
+        for line in summary.lines():
+            click.echo(line)
+        if writer:
+            click.echo(f"report     {writer.csv_path}")
+    sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+def _duration_hint(path: Path) -> float:
+    try:
+        import soundfile as sf
+
+        return float(sf.info(str(path)).duration)
+    except Exception:  # noqa: BLE001 - only a progress-bar estimate
+        return 0.0
+
+
+def _print_dry_run(records: list) -> None:
+    click.echo(f"{'path':<40} {'action':<22} {'rate':>6} {'ch':>2} {'dur s':>8} {'mains':>7} {'hum dB':>7} {'est s':>7}")
+    for r in sorted(records, key=lambda r: r.path):
+        mains = f"{r.f0_hz:.2f}" if math.isfinite(r.f0_hz) else "-"
+        hum = f"{r.hum_db_in:.1f}" if math.isfinite(r.hum_db_in) else "-"
+        est = r.extra.get("estimated_seconds", 0.0)
+        action = r.action or r.status
+        if r.status == "error":
+            action = f"error: {r.error}"
+        click.echo(f"{r.path:<40} {action:<22} {r.sample_rate:>6} {r.channels:>2} "
+                   f"{r.duration_s:>8.1f} {mains:>7} {hum:>7} {est:>7.1f}")  # fmt: skip
+
+
+@main.group()
+def models() -> None:
+    """List and describe the models of the zoo."""
+
+
+@models.command("list")
+def models_list() -> None:
+    """Every model name, with its alias targets."""
+    from . import zoo
+
+    al = zoo.aliases()
+    for name in zoo.available():
+        tags = [a for a, t in al.items() if t == name]
+        click.echo(name + (f"  ({', '.join(tags)})" if tags else ""))
+
+
+@models.command("show")
+@click.argument("name")
+def models_show(name: str) -> None:
+    """The card of NAME (zoo name, alias or folder) as JSON."""
+    import json
+
+    from . import zoo
+    from .errors import ModelError
+
+    try:
+        card = zoo.describe(name)
+    except ModelError as exc:
+        _usage(str(exc))
+    click.echo(json.dumps(card, indent=2, default=str))
+
+
+@main.group()
+def dataset() -> None:
+    """Build noisy/clean datasets from clean audio and synthesised hum."""
+
+
+@dataset.command("build")
+@click.option("--clean", "clean_dir", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--snr", default="0,5,10,15", show_default=True, help="Comma-separated SNRs in dB (one pair per file and SNR).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--subtype", default="FLOAT", show_default=True, help="WAV subtype of the written pairs.")
+def dataset_build(clean_dir: Path, out_dir: Path, snr: str, seed: int, subtype: str) -> None:
+    """Write OUT/{train,val,test}/{noisy,clean}/... and OUT/metadata.csv."""
+    from tqdm import tqdm
+
+    from .training.dataset import build_dataset, default_specs
+
+    try:
+        snrs = [float(s) for s in snr.split(",") if s.strip()]
+    except ValueError:
+        _usage(f"--snr must be comma-separated numbers, got {snr!r}")
+    specs = default_specs(clean_dir, snrs)
+    if not specs:
+        _usage(f"no audio files under {clean_dir}")
+    with tqdm(total=len(specs), unit="pair", disable=not sys.stderr.isatty()) as bar:
+        meta = build_dataset(specs, out_dir, seed, subtype=subtype, progress=bar.update)
+    click.echo(f"{len(specs)} pairs, metadata in {meta}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(1.0, 600.0))
+def example(directory: Path, seconds: float) -> None:
+    """Write a small example archive (synthetic recordings, some with hum) to DIRECTORY."""
+    from .example import write_example_archive
+
+    for path in write_example_archive(directory, seconds):
+        click.echo(str(path))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,491 @@
+"""The whole flow, file by file, with per-file fault isolation.
+
+    discover -> probe -> [detect pass] -> segments -> resample -> chunk -> batch engine (model)
+             -> overlap-add -> resample hum back -> subtract from original -> encode -> report
+
+Each file is streamed in segments of ``segment_seconds`` (core) read with real neighbouring
+samples as context, so memory is bounded by the segment size, not the file length. Files run in
+parallel worker threads (``jobs``); all of them feed one :class:`BatchEngine`, which packs chunks
+from many files and channels into the model's batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from . import __version__
+from .audio_io import AtomicWriter, AudioInfo, BlockReader, copy_atomic, probe
+from .batching import BatchEngine
+from .chunking import extract_chunks, overlap_add, plan_chunks
+from .detect import HumDetection, HumDetector
+from .discover import FileTask
+from .errors import DecodeError, HumcleanError
+from .metrics import LinePowerMeter, ReferenceScore
+from .models.base import HumEstimator, ModelCard
+from .report import FileRecord, Manifest
+from .resample import rate_period, resample, resampled_length
+
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything that shapes a run (the model aside)."""
+
+    dry_run: bool = False
+    force: bool = False
+    overwrite: bool = False
+    checksum: bool = False
+    jobs: int = 2
+    batch_size: int = 16
+    segment_seconds: float = 60.0
+    reference_root: Path | None = None
+    format_override: str | None = None
+    keep_mtime: bool = False
+
+    def key(self, card: ModelCard) -> str:
+        """Identity of the model and options that change an output (for the up-to-date manifest)."""
+        model = [card.ident, card.sample_rate, card.chunk_samples, card.overlap_samples, card.arch, card.arch_args]
+        doc = {"model": model, "force": self.force, "format": self.format_override, "v": __version__}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Segment:
+    start: int  # native frame index of the core's first sample
+    core_frames: int  # real frames in the core
+    padded: np.ndarray  # [context + ceil_P(core) + context, C] float64, zeros outside the file
+    context: int  # native frames of context on each side
+
+    @property
+    def core(self) -> np.ndarray:
+        return self.padded[self.context : self.context + self.core_frames]
+
+
+def _segments(
+    reader: BlockReader, channels: int, core_frames: int, context: int, period: int
+) -> Iterator[_Segment]:
+    """Consecutive segments of ``core_frames`` (a multiple of ``period``) with ``context`` real
+    frames on each side (zeros beyond the file). The decoder's actual frame count is used."""
+    buf = np.zeros((context, channels))
+    buf_start = -context
+    blocks = reader.blocks(core_frames)
+    exhausted = False
+    seg_start = 0
+    while True:
+        need = seg_start + core_frames + context
+        while not exhausted and buf_start + buf.shape[0] < need:
+            block = next(blocks, None)
+            if block is None:
+                exhausted = True
+            else:
+                buf = np.concatenate([buf, block.astype(np.float64, copy=False)])
+        core = min(core_frames, buf_start + buf.shape[0] - seg_start) if exhausted else core_frames
+        if core <= 0:
+            return
+        core_pad = -(-core // period) * period
+        lo = seg_start - context - buf_start
+        hi = seg_start + core_pad + context - buf_start
+        padded = buf[lo:hi]
+        if padded.shape[0] < hi - lo:
+            padded = np.concatenate([padded, np.zeros((hi - lo - padded.shape[0], channels))])
+        yield _Segment(seg_start, core, padded, context)
+        seg_start += core_frames
+        drop = seg_start - context - buf_start
+        if drop > 0:
+            buf = buf[drop:]
+            buf_start += drop
+
+
+@dataclass
+class _Geometry:
+    """Native/model-rate bookkeeping for one file and one model."""
+
+    native_rate: int
+    model_rate: int
+    chunk: int
+    overlap: int
+    segment_seconds: float
+    p_native: int = 0
+    p_model: int = 0
+    margin_m: int = 0  # model samples of hum computed beyond the core on each side (resampler margin)
+    context_n: int = 0  # native frames of input context on each side
+    core_n: int = 0
+
+    def __post_init__(self) -> None:
+        self.p_native, self.p_model = rate_period(self.native_rate, self.model_rate)
+        self.margin_m = -(-self.model_rate // 10 // self.p_model) * self.p_model
+        ctx_m = self.chunk + 2 * self.margin_m
+        self.context_n = -(-ctx_m // self.p_model) * self.p_native
+        core = max(1, int(self.segment_seconds * self.native_rate) // self.p_native) * self.p_native
+        self.core_n = core
+
+    def to_model(self, native: int) -> int:
+        return native // self.p_native * self.p_model
+
+    def to_native(self, model: int) -> int:
+        return model // self.p_model * self.p_native
+
+
+@dataclass
+class _ChannelState:
+    detector: HumDetector
+    meter_in: LinePowerMeter
+    meter_out: LinePowerMeter
+    detection: HumDetection | None = None
+
+
+@dataclass
+class _FileContext:
+    task: FileTask
+    info: AudioInfo
+    geom: _Geometry
+    reference_root: Path | None = None
+    channels: list[_ChannelState] = field(default_factory=list)
+
+
+def _model_rate_core(seg: _Segment, geom: _Geometry, y: np.ndarray) -> np.ndarray:
+    """The model-rate samples of ``y`` (resampled ``seg.padded`` channel) that belong to the core."""
+    lo = geom.to_model(seg.context)
+    return y[lo : lo + resampled_length(seg.core_frames, geom.native_rate, geom.model_rate)]
+
+
+def _detect(ctx: _FileContext, progress: Progress | None) -> None:
+    """First pass: mains detection and input hum level per channel, at the model rate."""
+    geom = ctx.geom
+    with BlockReader(ctx.info) as reader:
+        for seg in _segments(reader, ctx.info.channels, geom.core_n, geom.context_n, geom.p_native):
+            y = resample(seg.padded, geom.native_rate, geom.model_rate)
+            for c, st in enumerate(ctx.channels):
+                core = _model_rate_core(seg, geom, y[:, c])
+                st.detector.update(core)
+                st.meter_in.update(core)
+            if progress:
+                progress(seg.core_frames / geom.native_rate / 2)
+    for st in ctx.channels:
+        st.detection = st.detector.result()
+
+
+def _hum_for_channel(
+    seg: _Segment, geom: _Geometry, y: np.ndarray, engine: BatchEngine, f0_hz: float
+) -> tuple[Future, np.ndarray, int, int]:
+    """Submit the chunks covering the core (plus margin) of one channel; returns what the OLA needs."""
+    seg_m = geom.to_model(seg.start)
+    span_start = seg_m - geom.to_model(seg.context)
+    core_pad_m = geom.to_model(seg.padded.shape[0] - 2 * seg.context)
+    hum_start = seg_m - geom.margin_m
+    hum_len = core_pad_m + 2 * geom.margin_m
+    starts = plan_chunks(hum_start, hum_len, geom.chunk, geom.overlap)
+    chunks = extract_chunks(y, span_start, starts, geom.chunk)
+    future = engine.submit(chunks, starts, np.full(starts.shape[0], f0_hz))
+    return future, starts, hum_start, hum_len
+
+
+def _clean(
+    ctx: _FileContext,
+    engine: BatchEngine,
+    dest: Path,
+    process: list[bool],
+    options: RunOptions,
+    progress: Progress | None,
+) -> tuple[int, ReferenceScore | None, str]:
+    """Second pass: estimate hum per processed channel, subtract at the native rate, encode."""
+    geom = ctx.geom
+    info = ctx.info
+    seed = int.from_bytes(hashlib.sha256(ctx.task.rel.as_posix().encode()).digest()[:8], "little")
+    score, ref_reader, ref_blocks, note = _open_reference(ctx)
+    try:
+        with BlockReader(info) as reader, AtomicWriter(
+            dest, info, dither_seed=seed, format_override=options.format_override
+        ) as writer:
+            dither = np.asarray(process, dtype=bool)
+            for seg in _segments(reader, info.channels, geom.core_n, geom.context_n, geom.p_native):
+                y = resample(seg.padded, geom.native_rate, geom.model_rate)
+                pending = []
+                for c, st in enumerate(ctx.channels):
+                    if process[c]:
+                        f0 = st.detection.f0_hz if st.detection and st.detection.f0_hz else math.nan
+                        pending.append((c, _hum_for_channel(seg, geom, y[:, c], engine, f0)))
+                x_core = seg.core
+                out = x_core.copy()
+                for c, (future, starts, hum_start, hum_len) in pending:
+                    hum_chunks = future.result()
+                    h = overlap_add(hum_chunks, starts, hum_start, hum_len, geom.overlap)
+                    hum_native = resample(h, geom.model_rate, geom.native_rate)
+                    margin_n = geom.to_native(geom.margin_m)
+                    out[:, c] -= hum_native[margin_n : margin_n + seg.core_frames]
+                    core_m = _model_rate_core(seg, geom, y[:, c])
+                    ctx.channels[c].meter_out.update(core_m - h[geom.margin_m : geom.margin_m + core_m.shape[0]])
+                for c, st in enumerate(ctx.channels):
+                    if not process[c]:
+                        st.meter_out.update(_model_rate_core(seg, geom, y[:, c]))
+                writer.write(out, dither=dither)
+                if score is not None and ref_blocks is not None:
+                    note = note or _score_block(score, ref_blocks, x_core, out)
+                if progress:
+                    progress(seg.core_frames / geom.native_rate / 2)
+            writer.commit()
+            clipped = writer.clipped_samples
+    finally:
+        if ref_reader is not None:
+            ref_reader.__exit__(None, None, None)
+    return clipped, (score if not note else None), note
+
+
+class _Frames:
+    """Takes exact frame counts from a block iterator."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
+        self.blocks = blocks
+        self.buf: np.ndarray | None = None
+
+    def take(self, n: int) -> np.ndarray:
+        parts = []
+        got = 0
+        while got < n:
+            if self.buf is None or self.buf.shape[0] == 0:
+                self.buf = next(self.blocks, None)
+                if self.buf is None:
+                    break
+            take = min(n - got, self.buf.shape[0])
+            parts.append(self.buf[:take])
+            self.buf = self.buf[take:]
+            got += take
+        return np.concatenate(parts) if parts else np.zeros((0, 0))
+
+
+def _open_reference(ctx: _FileContext) -> tuple[ReferenceScore | None, BlockReader | None, _Frames | None, str]:
+    ref_root = ctx.reference_root
+    if ref_root is None:
+        return None, None, None, ""
+    path = ref_root / ctx.task.rel
+    if not path.is_file():
+        return None, None, None, f"reference missing: {path}"
+    try:
+        rinfo = probe(path)
+    except DecodeError as exc:
+        return None, None, None, f"reference unreadable: {exc}"
+    if (rinfo.sample_rate, rinfo.channels) != (ctx.info.sample_rate, ctx.info.channels):
+        return None, None, None, (
+            f"reference {rinfo.sample_rate} Hz/{rinfo.channels} ch does not match input "
+            f"{ctx.info.sample_rate} Hz/{ctx.info.channels} ch"
+        )
+    reader = BlockReader(rinfo)
+    reader.__enter__()
+    return ReferenceScore(), reader, _Frames(reader.blocks(1 << 16)), ""
+
+
+def _score_block(score: ReferenceScore, ref: _Frames, inp: np.ndarray, out: np.ndarray) -> str:
+    r = ref.take(inp.shape[0])
+    if r.shape[0] != inp.shape[0]:
+        return "reference is shorter than the input"
+    score.update(inp, out, r)
+    return ""
+
+
+def _score_unchanged(ctx: _FileContext) -> tuple[ReferenceScore | None, str]:
+    """Reference scores for a file passed through unchanged (output == input)."""
+    score, ref_reader, ref_frames, note = _open_reference(ctx)
+    if score is None or ref_frames is None:
+        return None, note
+    try:
+        with BlockReader(ctx.info) as reader:
+            for block in reader.blocks(1 << 16):
+                note = _score_block(score, ref_frames, block, block)
+                if note:
+                    return None, note
+    finally:
+        assert ref_reader is not None
+        ref_reader.__exit__(None, None, None)
+    return score, ""
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, HumcleanError | OSError):
+        msg = f"{type(exc).__name__}: {msg}"
+    return msg[:300]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Pipeline:
+    """Runs a list of :class:`FileTask` through one estimator. Library code: no printing, no exits."""
+
+    def __init__(
+        self,
+        estimator: HumEstimator,
+        options: RunOptions,
+        manifest: Manifest | None = None,
+        on_record: Callable[[FileRecord], None] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.estimator = estimator
+        self.options = options
+        self.manifest = manifest
+        self.on_record = on_record
+        self.progress = progress
+        self.options_key = options.key(estimator.card)
+        self._lock = threading.Lock()
+        self._xrt_estimate: float | None = None
+
+    def probe_all(self, tasks: list[FileTask]) -> list[tuple[FileTask, AudioInfo | None, str]]:
+        """Probe every input up front (in parallel) so that all unreadable files are known at once."""
+
+        def one(t: FileTask) -> tuple[FileTask, AudioInfo | None, str]:
+            if t.error:
+                return t, None, t.error
+            try:
+                return t, probe(t.src), ""
+            except (HumcleanError, OSError) as exc:
+                return t, None, _one_line(exc)
+
+        return list(Parallel(n_jobs=max(1, self.options.jobs), backend="threading")(delayed(one)(t) for t in tasks))
+
+    def run(self, tasks: list[FileTask]) -> list[FileRecord]:
+        """Process every task; returns one record per task (order of completion)."""
+        probed = self.probe_all(tasks)
+        records: list[FileRecord] = []
+        todo: list[tuple[FileTask, AudioInfo]] = []
+        for task, info, err in probed:
+            if info is None:
+                records.append(self._emit(FileRecord(path=task.rel.as_posix(), status="error", error=err)))
+            else:
+                todo.append((task, info))
+        with BatchEngine(self.estimator, self.options.batch_size) as engine:
+            runner = Parallel(n_jobs=max(1, self.options.jobs), backend="threading", return_as="generator_unordered")
+            for rec in runner(delayed(self.process)(t, i, engine) for t, i in todo):
+                records.append(self._emit(rec))
+        return records
+
+    def _emit(self, rec: FileRecord) -> FileRecord:
+        if self.on_record:
+            with self._lock:
+                self.on_record(rec)
+        return rec
+
+    def estimated_xrt(self) -> float:
+        """Rough model-only speed (x real-time at the model rate), from one timed batch of silence."""
+        if self._xrt_estimate is None:
+            card = self.estimator.card
+            batch = max(1, min(self.options.batch_size, 8))
+            x = np.zeros((batch, card.chunk_samples), dtype=np.float32)
+            t0 = time.perf_counter()
+            self.estimator.estimate(x, np.zeros(batch, dtype=np.int64), np.full(batch, math.nan))
+            dt = max(time.perf_counter() - t0, 1e-6)
+            self._xrt_estimate = batch * card.hop_samples / card.sample_rate / dt
+        return self._xrt_estimate
+
+    def process(self, task: FileTask, info: AudioInfo, engine: BatchEngine) -> FileRecord:
+        """Detect, clean and write one file. Never raises: failures become an ``error`` record."""
+        t0 = time.perf_counter()
+        base = dict(
+            path=task.rel.as_posix(),
+            format=info.container,
+            subtype=info.subtype,
+            sample_rate=info.sample_rate,
+            channels=info.channels,
+            duration_s=info.duration_s,
+            model=self.estimator.card.ident,
+            output=str(task.dest),
+        )
+        opts = self.options
+        try:
+            src_state = Manifest.input_state(task.src)
+            digest = _sha256(task.src) if opts.checksum else None
+            if (
+                self.manifest is not None
+                and not opts.overwrite
+                and self.manifest.is_current(task.rel.as_posix(), task.src, task.dest, self.options_key, digest)
+            ):
+                if self.progress:
+                    self.progress(info.duration_s)
+                return FileRecord(**base, status="skipped", action="skip: up to date", seconds=time.perf_counter() - t0)
+            card = self.estimator.card
+            geom = _Geometry(info.sample_rate, card.sample_rate, card.chunk_samples, card.overlap_samples,
+                             opts.segment_seconds)  # fmt: skip
+            ctx = _FileContext(task, info, geom, opts.reference_root)
+            ctx.channels = [
+                _ChannelState(HumDetector(card.sample_rate), LinePowerMeter(card.sample_rate),
+                              LinePowerMeter(card.sample_rate))
+                for _ in range(info.channels)
+            ]  # fmt: skip
+            _detect(ctx, self.progress)
+            dets = [st.detection for st in ctx.channels]
+            process = [bool(opts.force or (d is not None and d.has_hum)) for d in dets]
+            lead = max(
+                (d for d in dets if d is not None and d.has_hum),
+                key=lambda d: d.hum_db,
+                default=None,
+            )
+            f0 = lead.f0_hz if lead and lead.f0_hz else math.nan
+            harmonics = lead.harmonics if lead else 0
+            drift = lead.drift_hz if lead else 0.1
+            levels_in = [st.meter_in.hum_db(f0, harmonics, max(drift, 0.05)) for st in ctx.channels]
+            hum_in = max(levels_in) if levels_in and math.isfinite(f0) else math.nan
+            base.update(f0_hz=f0, harmonics=harmonics, hum_db_in=hum_in)
+            if opts.dry_run:
+                action = "clean" if any(process) else "pass through: no hum"
+                est = info.duration_s / self.estimated_xrt() if any(process) else 0.0
+                if self.progress:
+                    self.progress(info.duration_s / 2)
+                return FileRecord(**base, status="cleaned" if any(process) else "no_hum", action=action,
+                                  seconds=time.perf_counter() - t0, extra={"estimated_seconds": round(est, 3)})  # fmt: skip
+            if not any(process):
+                copy_atomic(task.src, task.dest)
+                self._finish_output(task, src_state, digest)
+                score, note = _score_unchanged(ctx)
+                if self.progress:
+                    self.progress(info.duration_s / 2)
+                return FileRecord(**base, status="no_hum", action="pass through: no hum", hum_db_out=hum_in,
+                                  seconds=time.perf_counter() - t0, **_score_fields(score),
+                                  extra={"note": note} if note else {})  # fmt: skip
+            clipped, score, note = _clean(ctx, engine, task.dest, process, opts, self.progress)
+            self._finish_output(task, src_state, digest)
+            levels_out = [st.meter_out.hum_db(f0, harmonics, max(drift, 0.05)) for st in ctx.channels]
+            hum_out = max(levels_out) if levels_out and math.isfinite(f0) else math.nan
+            return FileRecord(**base, status="cleaned", action="clean", hum_db_out=hum_out, clipped_samples=clipped,
+                              seconds=time.perf_counter() - t0, **_score_fields(score),
+                              extra={"channels_cleaned": sum(process), **({"note": note} if note else {})})  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - one bad file must never stop the batch
+            return FileRecord(**base, status="error", error=_one_line(exc), seconds=time.perf_counter() - t0)
+
+    def _finish_output(self, task: FileTask, src_state: dict[str, int], digest: str | None) -> None:
+        if self.options.keep_mtime:
+            st = os.stat(task.src)
+            os.utime(task.dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if self.manifest is not None:
+            self.manifest.record(
+                task.rel.as_posix(), src_state, digest or _sha256(task.src), task.dest, self.options_key
+            )
+
+
+def _score_fields(score: ReferenceScore | None) -> dict[str, float]:
+    if score is None:
+        return {}
+    d = {
+        "si_sdr_in": score.si_sdr("in"),
+        "si_sdr_out": score.si_sdr("out"),
+        "psnr_in": score.psnr("in"),
+        "psnr_out": score.psnr("out"),
+    }
+    d["si_sdr_gain"] = d["si_sdr_out"] - d["si_sdr_in"]
+    return d

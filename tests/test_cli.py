@@ -1,0 +1,177 @@
+"""The CLI as a user meets it: mirroring, exit codes, dry-run, re-runs, kills, an untouched input tree."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from humclean.cli import main
+from humclean.models.base import ModelCard
+from humclean.models.tiny import TinyConvHum
+from humclean.zoo import save
+
+from .conftest import noise, tree_digest, write_audio
+
+
+def _hum(n: int, rate: int, f0: float = 50.0) -> np.ndarray:
+    t = np.arange(n) / rate
+    return sum(a * np.cos(2 * np.pi * k * f0 * t + k) for k, a in enumerate([0.05, 0.02, 0.02, 0.01], 1))
+
+
+def _archive(root: Path) -> Path:
+    src = root / "archive"
+    write_audio(src / "a" / "tape1.wav", noise(48000 * 3, 2, 1, 0.05) + _hum(48000 * 3, 48000)[:, None], 48000, "PCM_24")
+    write_audio(src / "a" / "b" / "tape2.flac", noise(44100 * 2, 1, 2, 0.05) + _hum(44100 * 2, 44100, 60.0), 44100, "PCM_16")
+    write_audio(src / "clean.wav", noise(16000 * 3, 1, 3, 0.05), 16000, "PCM_16")
+    (src / "notes.txt").write_text("not audio, not ours")
+    return src
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return res.exit_code, res.output
+
+
+def _report(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="") as f:
+        return {r["path"]: r for r in csv.DictReader(f)}
+
+
+def test_run_mirrors_tree_and_reports(tmp_path: Path) -> None:
+    src = _archive(tmp_path)
+    before = tree_digest(src)
+    code, out = _invoke("run", str(src), "--out", str(tmp_path / "clean"), "--model", "dsp", "-q")
+    assert code == 0, out
+    dst = tmp_path / "clean"
+    for rel in ("a/tape1.wav", "a/b/tape2.flac", "clean.wav"):
+        i, o = sf.info(str(src / rel)), sf.info(str(dst / rel))
+        assert (o.format, o.subtype, o.samplerate, o.channels, o.frames) == (i.format, i.subtype, i.samplerate, i.channels, i.frames)
+    assert not (dst / "notes.txt").exists()
+    rows = _report(dst / "humclean-report.csv")
+    assert rows["a/tape1.wav"]["status"] == "cleaned"
+    assert abs(float(rows["a/tape1.wav"]["f0_hz"]) - 50) < 0.1
+    assert rows["a/b/tape2.flac"]["status"] == "cleaned"
+    assert abs(float(rows["a/b/tape2.flac"]["f0_hz"]) - 60) < 0.1
+    assert rows["clean.wav"]["status"] == "no_hum"
+    assert (dst / "clean.wav").read_bytes() == (src / "clean.wav").read_bytes()
+    assert (dst / "humclean-report.jsonl").is_file()
+    assert tree_digest(src) == before, "input tree must be byte-identical after a run"
+    assert not list(dst.rglob("*.humclean-tmp-*"))
+
+
+def test_exit_1_when_a_file_fails_and_the_batch_goes_on(tmp_path: Path) -> None:
+    src = _archive(tmp_path)
+    (src / "broken.wav").write_text("this is text, not RIFF")
+    (src / "empty.flac").write_bytes(b"")
+    code, _ = _invoke("run", str(src), "--out", str(tmp_path / "clean"), "--model", "dsp", "-q")
+    assert code == 1
+    rows = _report(tmp_path / "clean" / "humclean-report.csv")
+    assert rows["broken.wav"]["status"] == "error" and rows["broken.wav"]["error"]
+    assert "\n" not in rows["broken.wav"]["error"]
+    assert rows["empty.flac"]["status"] == "error"
+    assert rows["a/tape1.wav"]["status"] == "cleaned"
+    assert not (tmp_path / "clean" / "broken.wav").exists()
+
+
+@pytest.mark.parametrize("case", ["inside", "same", "missing_out", "unknown_model", "missing_src"])
+def test_usage_errors_exit_2(tmp_path: Path, case: str) -> None:
+    src = _archive(tmp_path)
+    args = {
+        "inside": ["run", str(src), "--out", str(src / "cleaned")],
+        "same": ["run", str(src), "--out", str(src)],
+        "missing_out": ["run", str(src)],
+        "unknown_model": ["run", str(src), "--out", str(tmp_path / "o"), "--model", "no-such-model"],
+        "missing_src": ["run", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+    }[case]
+    before = tree_digest(src)
+    code, _ = _invoke(*args)
+    assert code == 2
+    assert tree_digest(src) == before
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    src = _archive(tmp_path)
+    code, out = _invoke("run", str(src), "--out", str(tmp_path / "clean"), "--model", "dsp", "--dry-run")
+    assert code == 0, out
+    assert not (tmp_path / "clean").exists()
+    assert "a/tape1.wav" in out and "clean" in out and "no hum" in out
+    # with an explicit report path, the dry-run report is written there (and still no audio)
+    code, _ = _invoke("run", str(src), "--out", str(tmp_path / "clean"), "--model", "dsp", "--dry-run",
+                      "--report", str(tmp_path / "plan.csv"), "-q")  # fmt: skip
+    rows = _report(tmp_path / "plan.csv")
+    assert rows["a/tape1.wav"]["action"] == "clean"
+    assert rows["clean.wav"]["action"].startswith("pass through")
+    assert float(rows["a/b/tape2.flac"]["f0_hz"]) == pytest.approx(60, abs=0.1)
+    assert not (tmp_path / "clean").exists()
+
+
+def test_rerun_skips_then_overwrite_redoes(tmp_path: Path) -> None:
+    src = _archive(tmp_path)
+    dst = tmp_path / "clean"
+    assert _invoke("run", str(src), "--out", str(dst), "--model", "dsp", "-q")[0] == 0
+    mtime = (dst / "a" / "tape1.wav").stat().st_mtime_ns
+    assert _invoke("run", str(src), "--out", str(dst), "--model", "dsp", "-q")[0] == 0
+    assert {r["status"] for r in _report(dst / "humclean-report.csv").values()} == {"skipped"}
+    assert (dst / "a" / "tape1.wav").stat().st_mtime_ns == mtime
+    # touching an input makes it stale
+    os.utime(src / "clean.wav", ns=(time.time_ns(), time.time_ns()))
+    assert _invoke("run", str(src), "--out", str(dst), "--model", "dsp", "-q")[0] == 0
+    rows = _report(dst / "humclean-report.csv")
+    assert rows["clean.wav"]["status"] == "no_hum" and rows["a/tape1.wav"]["status"] == "skipped"
+    assert _invoke("run", str(src), "--out", str(dst), "--model", "dsp", "--overwrite", "-q")[0] == 0
+    assert _report(dst / "humclean-report.csv")["a/tape1.wav"]["status"] == "cleaned"
+
+
+def test_model_folder_and_reference(tmp_path: Path) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny"
+    save(TinyConvHum(), ModelCard("tiny", 16000, 4000, 500, arch="tiny-conv", arch_args={}), folder)
+    rate = 16000
+    clean = noise(rate * 2, 1, 4, 0.05)
+    write_audio(tmp_path / "ref" / "x.wav", clean, rate, "FLOAT")
+    write_audio(tmp_path / "in" / "x.wav", clean + _hum(rate * 2, rate), rate, "FLOAT")
+    code, out = _invoke("run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--model", str(folder),
+                        "--reference", str(tmp_path / "ref"), "--batch-size", "3")  # fmt: skip
+    assert code == 0, out
+    row = _report(tmp_path / "o" / "humclean-report.csv")["x.wav"]
+    assert row["model"].startswith("tiny@")
+    assert float(row["si_sdr_in"]) < 10 and row["si_sdr_out"] != ""
+    # a tampered weights file is refused before any work (usage error)
+    (folder / "weights.pt").write_bytes((folder / "weights.pt").read_bytes() + b"x")
+    assert _invoke("run", str(tmp_path / "in"), "--out", str(tmp_path / "o2"), "--model", str(folder))[0] == 2
+
+
+def test_killed_run_leaves_no_partial_file(tmp_path: Path) -> None:
+    rate = 48000
+    src = tmp_path / "archive"
+    n = rate * 40
+    write_audio(src / "long.wav", noise(n, 2, 7, 0.05) + _hum(n, rate)[:, None], rate, "PCM_24")
+    dst = tmp_path / "clean"
+    cmd = [sys.executable, "-m", "humclean.cli", "run", str(src), "--out", str(dst), "--model", "dsp",
+           "--segment-seconds", "2", "-q"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(dst.glob(".*humclean-tmp-*")):
+        time.sleep(0.05)
+    assert list(dst.glob(".*humclean-tmp-*")), "the run never started writing"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (dst / "long.wav").exists(), "a killed run must not leave a file under its final name"
+    # the next run cleans up and completes
+    res = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert sf.info(str(dst / "long.wav")).frames == n
+    assert not list(dst.rglob("*.humclean-tmp-*"))

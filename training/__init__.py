@@ -1,0 +1,1 @@
+"""Training: hum synthesis, datasets, training loop, export to the zoo. Installed as ``humclean.training``."""
