@@ -24,7 +24,7 @@ def chunk_weights(chunk_samples: int, overlap_samples: int) -> np.ndarray:
 
 
 def plan_chunks(span_start: int, span_samples: int, chunk_samples: int, overlap_samples: int) -> np.ndarray:
-    """Absolute start positions ``[K]`` (int64) of the grid chunks that cover ``[span_start, span_start+span_samples)``."""
+    """Absolute starts ``[K]`` (int64) of the grid chunks covering ``[span_start, span_start + span_samples)``."""
     hop = chunk_samples - overlap_samples
     if span_samples <= 0:
         return np.zeros(0, dtype=np.int64)

@@ -51,23 +51,62 @@ def main() -> None:
 
 @main.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "-o", "out", required=True, type=click.Path(path_type=Path), help="Output tree (mirrors SOURCES).")
-@click.option("--model", "-m", default="default", show_default=True, help="Zoo name, alias, built-in (dsp, notch) or model folder.")
+@click.option(
+    "--out", "-o", "out", required=True, type=click.Path(path_type=Path), help="Output tree (mirrors SOURCES)."
+)
+@click.option(
+    "--model",
+    "-m",
+    default="default",
+    show_default=True,
+    help="Zoo name, alias, built-in (dsp, notch) or model folder.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 4096), help="Chunks per model batch.")
-@click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256), help="Files decoded/encoded in parallel.")
-@click.option("--threads", default=0, show_default=True, type=click.IntRange(0, 256), help="Torch CPU threads (0: all cores).")
+@click.option(
+    "--batch-size", default=16, show_default=True, type=click.IntRange(1, 4096), help="Chunks per model batch."
+)
+@click.option(
+    "--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256), help="Files decoded/encoded in parallel."
+)
+@click.option(
+    "--threads", default=0, show_default=True, type=click.IntRange(0, 256), help="Torch CPU threads (0: all cores)."
+)
 @click.option("--include", multiple=True, help="Glob of files to take (repeatable; default: common audio extensions).")
 @click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Probe and detect only; write no audio, report what would happen.")
 @click.option("--force", is_flag=True, help="Process channels even where no hum is detected.")
 @click.option("--overwrite", is_flag=True, help="Redo outputs that are up to date.")
 @click.option("--checksum", is_flag=True, help="Also compare input sha256 when deciding what is up to date.")
-@click.option("--report", "report_path", type=click.Path(path_type=Path), help="CSV report path [default: OUT/humclean-report.csv].")
-@click.option("--reference", type=click.Path(path_type=Path, file_okay=False), help="Clean references at the same relative paths: adds SI-SDR/PSNR.")
-@click.option("--segment-seconds", default=60.0, show_default=True, type=click.FloatRange(1.0, 3600.0), help="Streaming block length.")
-@click.option("--format", "format_override", type=click.Choice(["flac"], case_sensitive=False), help="Write lossy inputs as FLAC instead of re-encoding them.")
-@click.option("--keep-mtime/--no-keep-mtime", default=False, show_default=True, help="Give outputs their input's modification time.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    help="CSV report path [default: OUT/humclean-report.csv].",
+)
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Clean references at the same relative paths: adds SI-SDR/PSNR.",
+)
+@click.option(
+    "--segment-seconds",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1.0, 3600.0),
+    help="Streaming block length.",
+)
+@click.option(
+    "--format",
+    "format_override",
+    type=click.Choice(["flac"], case_sensitive=False),
+    help="Write lossy inputs as FLAC instead of re-encoding them.",
+)
+@click.option(
+    "--keep-mtime/--no-keep-mtime",
+    default=False,
+    show_default=True,
+    help="Give outputs their input's modification time.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, only errors.")
 def run(
     sources: tuple[Path, ...],
@@ -202,7 +241,9 @@ def _duration_hint(path: Path) -> float:
 
 
 def _print_dry_run(records: list) -> None:
-    click.echo(f"{'path':<40} {'action':<22} {'rate':>6} {'ch':>2} {'dur s':>8} {'mains':>7} {'hum dB':>7} {'est s':>7}")
+    click.echo(
+        f"{'path':<40} {'action':<22} {'rate':>6} {'ch':>2} {'dur s':>8} {'mains':>7} {'hum dB':>7} {'est s':>7}"
+    )
     for r in sorted(records, key=lambda r: r.path):
         mains = f"{r.f0_hz:.2f}" if math.isfinite(r.f0_hz) else "-"
         hum = f"{r.hum_db_in:.1f}" if math.isfinite(r.hum_db_in) else "-"
@@ -254,7 +295,9 @@ def dataset() -> None:
 @dataset.command("build")
 @click.option("--clean", "clean_dir", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
-@click.option("--snr", default="0,5,10,15", show_default=True, help="Comma-separated SNRs in dB (one pair per file and SNR).")
+@click.option(
+    "--snr", default="0,5,10,15", show_default=True, help="Comma-separated SNRs in dB (one pair per file and SNR)."
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--subtype", default="FLOAT", show_default=True, help="WAV subtype of the written pairs.")
 def dataset_build(clean_dir: Path, out_dir: Path, snr: str, seed: int, subtype: str) -> None:
@@ -273,6 +316,65 @@ def dataset_build(clean_dir: Path, out_dir: Path, snr: str, seed: int, subtype: 
     with tqdm(total=len(specs), unit="pair", disable=not sys.stderr.isatty()) as bar:
         meta = build_dataset(specs, out_dir, seed, subtype=subtype, progress=bar.update)
     click.echo(f"{len(specs)} pairs, metadata in {meta}")
+
+
+@main.command()
+@click.option("--clean", "clean_dir", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--methods",
+    default="identity,notch,dsp",
+    show_default=True,
+    help="Comma-separated: identity, notch, dsp, zoo names or folders.",
+)
+@click.option("--snr", default="0,5,10,15", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--out",
+    "out_csv",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Per-file rows (CSV); the summary goes beside it.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Grouped bar chart (SVG/PNG), needs matplotlib.",
+)
+@click.option(
+    "--work", type=click.Path(path_type=Path, file_okay=False), help="Benchmark and outputs [default: beside --out]."
+)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256))
+def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, plot_path: Path | None,
+             work: Path | None, device: str, batch_size: int, jobs: int) -> None:  # fmt: skip
+    """Build a hum benchmark from clean audio and score every method through the pipeline."""
+    import csv
+
+    from .training.evaluate import evaluate as run_eval
+    from .training.evaluate import plot_bars, summary_table, write_rows
+
+    snrs = [float(x) for x in snr.split(",") if x.strip()]
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    work = work or out_csv.with_suffix(".work")
+    rows, xrt = run_eval(clean_dir, names, snrs, seed, work, device, batch_size, jobs,
+                         progress=lambda m: click.echo(f"done: {m}", err=True))  # fmt: skip
+    write_rows(rows, out_csv)
+    table = summary_table(rows, xrt)
+    summary_csv = out_csv.with_name(out_csv.stem + "-summary.csv")
+    with open(summary_csv, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    click.echo(
+        f"{'method':<14} {'group':<16} {'files':>5} {'SI-SDR in':>9} {'SI-SDR out':>10} {'PSNR out':>8} {'xRT':>7}"
+    )
+    for r in table:
+        click.echo(f"{r['method']:<14} {r['group']:<16} {r['files']:>5} {r['si_sdr_in']:>9} {r['si_sdr_out']:>10} "
+                   f"{r['psnr_out']:>8} {r['x_realtime']:>7}")  # fmt: skip
+    if plot_path is not None and not plot_bars(table, plot_path):
+        click.echo("humclean: matplotlib is not installed; no plot (pip install 'humclean[plot]')", err=True)
 
 
 @main.command()

@@ -74,9 +74,7 @@ class _Segment:
         return self.padded[self.context : self.context + self.core_frames]
 
 
-def _segments(
-    reader: BlockReader, channels: int, core_frames: int, context: int, period: int
-) -> Iterator[_Segment]:
+def _segments(reader: BlockReader, channels: int, core_frames: int, context: int, period: int) -> Iterator[_Segment]:
     """Consecutive segments of ``core_frames`` (a multiple of ``period``) with ``context`` real
     frames on each side (zeros beyond the file). The decoder's actual frame count is used."""
     buf = np.zeros((context, channels))
@@ -207,9 +205,10 @@ def _clean(
     seed = int.from_bytes(hashlib.sha256(ctx.task.rel.as_posix().encode()).digest()[:8], "little")
     score, ref_reader, ref_blocks, note = _open_reference(ctx)
     try:
-        with BlockReader(info) as reader, AtomicWriter(
-            dest, info, dither_seed=seed, format_override=options.format_override
-        ) as writer:
+        with (
+            BlockReader(info) as reader,
+            AtomicWriter(dest, info, dither_seed=seed, format_override=options.format_override) as writer,
+        ):
             dither = np.asarray(process, dtype=bool)
             for seg in _segments(reader, info.channels, geom.core_n, geom.context_n, geom.p_native):
                 y = resample(seg.padded, geom.native_rate, geom.model_rate)
@@ -278,9 +277,14 @@ def _open_reference(ctx: _FileContext) -> tuple[ReferenceScore | None, BlockRead
     except DecodeError as exc:
         return None, None, None, f"reference unreadable: {exc}"
     if (rinfo.sample_rate, rinfo.channels) != (ctx.info.sample_rate, ctx.info.channels):
-        return None, None, None, (
-            f"reference {rinfo.sample_rate} Hz/{rinfo.channels} ch does not match input "
-            f"{ctx.info.sample_rate} Hz/{ctx.info.channels} ch"
+        return (
+            None,
+            None,
+            None,
+            (
+                f"reference {rinfo.sample_rate} Hz/{rinfo.channels} ch does not match input "
+                f"{ctx.info.sample_rate} Hz/{ctx.info.channels} ch"
+            ),
         )
     reader = BlockReader(rinfo)
     reader.__enter__()
@@ -447,8 +451,9 @@ class Pipeline:
                 est = info.duration_s / self.estimated_xrt() if any(process) else 0.0
                 if self.progress:
                     self.progress(info.duration_s / 2)
-                return FileRecord(**base, status="cleaned" if any(process) else "no_hum", action=action,
-                                  seconds=time.perf_counter() - t0, extra={"estimated_seconds": round(est, 3)})  # fmt: skip
+                status = "cleaned" if any(process) else "no_hum"
+                extra = {"estimated_seconds": round(est, 3)}
+                return FileRecord(**base, status=status, action=action, seconds=time.perf_counter() - t0, extra=extra)
             if not any(process):
                 copy_atomic(task.src, task.dest)
                 self._finish_output(task, src_state, digest)

@@ -114,7 +114,9 @@ class Summary:
     def lines(self) -> list[str]:
         out = ["status     files"]
         out += [f"{s:<10} {self.counts.get(s, 0):>5}" for s in STATUSES]
-        out.append(f"audio      {self.audio_hours:.3f} h in {self.wall_seconds:.1f} s ({self.x_realtime:.1f}x real-time)")
+        out.append(
+            f"audio      {self.audio_hours:.3f} h in {self.wall_seconds:.1f} s ({self.x_realtime:.1f}x real-time)"
+        )
         if math.isfinite(self.mean_si_sdr_gain):
             out.append(f"SI-SDR     mean gain {self.mean_si_sdr_gain:+.2f} dB")
         return out

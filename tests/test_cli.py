@@ -30,8 +30,12 @@ def _hum(n: int, rate: int, f0: float = 50.0) -> np.ndarray:
 
 def _archive(root: Path) -> Path:
     src = root / "archive"
-    write_audio(src / "a" / "tape1.wav", noise(48000 * 3, 2, 1, 0.05) + _hum(48000 * 3, 48000)[:, None], 48000, "PCM_24")
-    write_audio(src / "a" / "b" / "tape2.flac", noise(44100 * 2, 1, 2, 0.05) + _hum(44100 * 2, 44100, 60.0), 44100, "PCM_16")
+    write_audio(
+        src / "a" / "tape1.wav", noise(48000 * 3, 2, 1, 0.05) + _hum(48000 * 3, 48000)[:, None], 48000, "PCM_24"
+    )
+    write_audio(
+        src / "a" / "b" / "tape2.flac", noise(44100 * 2, 1, 2, 0.05) + _hum(44100 * 2, 44100, 60.0), 44100, "PCM_16"
+    )
     write_audio(src / "clean.wav", noise(16000 * 3, 1, 3, 0.05), 16000, "PCM_16")
     (src / "notes.txt").write_text("not audio, not ours")
     return src
@@ -55,7 +59,13 @@ def test_run_mirrors_tree_and_reports(tmp_path: Path) -> None:
     dst = tmp_path / "clean"
     for rel in ("a/tape1.wav", "a/b/tape2.flac", "clean.wav"):
         i, o = sf.info(str(src / rel)), sf.info(str(dst / rel))
-        assert (o.format, o.subtype, o.samplerate, o.channels, o.frames) == (i.format, i.subtype, i.samplerate, i.channels, i.frames)
+        assert (o.format, o.subtype, o.samplerate, o.channels, o.frames) == (
+            i.format,
+            i.subtype,
+            i.samplerate,
+            i.channels,
+            i.frames,
+        )
     assert not (dst / "notes.txt").exists()
     rows = _report(dst / "humclean-report.csv")
     assert rows["a/tape1.wav"]["status"] == "cleaned"

@@ -19,7 +19,9 @@ from humclean.report import Manifest
 
 from .conftest import noise, write_audio
 
-HUM = HarmonicHum(50.0, amplitudes=[0.05, 0.02, 0.03, 0.01, 0.012], phases=[0.3, 1.1, 2.0, 0.5, 4.0], am_depth=0.2, am_hz=0.3)
+HUM = HarmonicHum(
+    50.0, amplitudes=[0.05, 0.02, 0.03, 0.01, 0.012], phases=[0.3, 1.1, 2.0, 0.5, 4.0], am_depth=0.2, am_hz=0.3
+)
 
 
 def _run(src: Path, dst: Path, estimator, **kw) -> list:
@@ -77,7 +79,12 @@ def test_files_in_one_batch_equal_each_alone(tmp_path: Path) -> None:
     specs = [(16000, 1, 2.0), (44100, 2, 3.1), (48000, 2, 1.3), (22050, 1, 0.7)]
     for i, (rate, ch, sec) in enumerate(specs):
         n = int(sec * rate)
-        write_audio(tmp_path / "in" / f"f{i}.wav", noise(n, ch, i) + (HUM(np.arange(n) / rate)[:, None] if ch > 1 else HUM(np.arange(n) / rate)), rate, "FLOAT")
+        write_audio(
+            tmp_path / "in" / f"f{i}.wav",
+            noise(n, ch, i) + (HUM(np.arange(n) / rate)[:, None] if ch > 1 else HUM(np.arange(n) / rate)),
+            rate,
+            "FLOAT",
+        )
     torch.manual_seed(0)
     est = TorchEstimator(TinyConvHum(), ModelCard("tiny", 16000, 4000, 500), torch.device("cpu"))
     together = _run(tmp_path / "in", tmp_path / "together", est, force=True, jobs=4, batch_size=16)
