@@ -388,5 +388,14 @@ def example(directory: Path, seconds: float) -> None:
         click.echo(str(path))
 
 
+def _register_training_commands() -> None:
+    from .train_cli import export, train
+
+    main.add_command(train)
+    main.add_command(export)
+
+
+_register_training_commands()
+
 if __name__ == "__main__":
     main()

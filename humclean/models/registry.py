@@ -9,9 +9,11 @@ from typing import Any
 from torch import nn
 
 from .tiny import TinyConvHum
+from .unet import SpecUNet
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "tiny-conv": TinyConvHum,
+    "spec-unet": SpecUNet,
 }
 
 
