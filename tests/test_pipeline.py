@@ -148,3 +148,58 @@ def test_rerun_skips_up_to_date_outputs(tmp_path: Path) -> None:
     # a changed model is a changed option: redone
     fourth = _run(tmp_path / "in", tmp_path / "out", OracleEstimator(HUM, chunk_samples=8000), force=True)
     assert fourth[0].status == "cleaned"
+
+
+FORMATS = [
+    ("wav", "WAV", "PCM_U8", 8000, 1),
+    ("wav", "WAV", "PCM_16", 22050, 2),
+    ("wav", "WAV", "PCM_32", 96000, 1),
+    ("wav", "WAV", "FLOAT", 192000, 1),
+    ("rf64", "RF64", "PCM_24", 48000, 2),
+    ("flac", "FLAC", "PCM_24", 88200, 2),
+    ("aiff", "AIFF", "PCM_16", 32000, 1),
+    ("ogg", "OGG", "VORBIS", 44100, 2),
+    ("mp3", "MP3", "MPEG_LAYER_III", 44100, 1),
+    ("wav", "WAV", "PCM_24", 48000, 8),
+]
+
+
+@pytest.mark.parametrize(("ext", "fmt", "subtype", "rate", "channels"), FORMATS)
+def test_every_format_keeps_its_shape(
+    tmp_path: Path, ext: str, fmt: str, subtype: str, rate: int, channels: int
+) -> None:
+    n = int(1.5 * rate) + 11
+    hum = HUM(np.arange(n) / rate)
+    x = noise(n, channels, 1, 0.05) + (hum[:, None] if channels > 1 else hum)
+    write_audio(tmp_path / "in" / f"a.{ext}", x, rate, subtype, fmt)
+    recs = _run(tmp_path / "in", tmp_path / "out", OracleEstimator(HUM), force=True, jobs=1)
+    assert recs[0].status == "cleaned", recs[0].error
+    i, o = sf.info(str(tmp_path / "in" / f"a.{ext}")), sf.info(str(tmp_path / "out" / f"a.{ext}"))
+    assert (o.format, o.subtype, o.samplerate, o.channels) == (i.format, i.subtype, i.samplerate, i.channels)
+    if fmt not in ("MP3",):
+        assert o.frames == i.frames
+    if subtype in ("PCM_24", "PCM_32", "FLOAT"):
+        out, _ = sf.read(str(tmp_path / "out" / f"a.{ext}"), always_2d=True)
+        clean = x.reshape(n, channels) - hum[:, None]
+        assert np.max(np.abs(out - clean)) < 1e-4
+
+
+def test_m4a_through_ffmpeg(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    rate, n = 44100, 44100 * 2
+    write_audio(tmp_path / "w.wav", noise(n, 2, 3, 0.05) + HUM(np.arange(n) / rate)[:, None], rate, "PCM_16")
+    (tmp_path / "in").mkdir()
+    m4a = tmp_path / "in" / "talk.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "w.wav"), "-c:a", "aac", "-b:a", "128k", str(m4a)],
+                   check=True)  # fmt: skip
+    recs = _run(tmp_path / "in", tmp_path / "out", OracleEstimator(HUM), jobs=1)
+    assert recs[0].status == "cleaned", recs[0].error
+    assert recs[0].format.upper() in ("M4A", "MP4")
+    assert recs[0].hum_db_out < recs[0].hum_db_in - 20
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels",
+                            "-of", "csv=p=0", str(tmp_path / "out" / "talk.m4a")], capture_output=True, text=True)  # fmt: skip
+    assert probe.stdout.strip() == "aac,44100,2"
