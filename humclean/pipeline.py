@@ -387,13 +387,15 @@ class Pipeline:
         return rec
 
     def estimated_xrt(self) -> float:
-        """Rough model-only speed (x real-time at the model rate), from one timed batch of silence."""
+        """Rough model-only speed (x real-time at the model rate), from one timed batch of noise and hum."""
         if self._xrt_estimate is None:
             card = self.estimator.card
             batch = max(1, min(self.options.batch_size, 8))
-            x = np.zeros((batch, card.chunk_samples), dtype=np.float32)
+            t = np.arange(card.chunk_samples) / card.sample_rate
+            rng = np.random.default_rng(0)
+            x = 0.05 * rng.standard_normal((batch, card.chunk_samples)) + 0.05 * np.cos(2 * np.pi * 50.0 * t)
             t0 = time.perf_counter()
-            self.estimator.estimate(x, np.zeros(batch, dtype=np.int64), np.full(batch, math.nan))
+            self.estimator.estimate(x.astype(np.float32), np.zeros(batch, dtype=np.int64), np.full(batch, 50.0))
             dt = max(time.perf_counter() - t0, 1e-6)
             self._xrt_estimate = batch * card.hop_samples / card.sample_rate / dt
         return self._xrt_estimate
@@ -448,7 +450,7 @@ class Pipeline:
             base.update(f0_hz=f0, harmonics=harmonics, hum_db_in=hum_in)
             if opts.dry_run:
                 action = "clean" if any(process) else "pass through: no hum"
-                est = info.duration_s / self.estimated_xrt() if any(process) else 0.0
+                est = info.duration_s * sum(process) / self.estimated_xrt()
                 if self.progress:
                     self.progress(info.duration_s / 2)
                 status = "cleaned" if any(process) else "no_hum"

@@ -1,0 +1,156 @@
+"""Hum detection: real clean audio stays clean, synthetic hum is found, bass notes are not hum."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from humclean.detect import MAX_SLOTS, HumDetector, detect_hum, hum_level_db
+from tests.humsynth import PROFILES, add_hum, synth_hum
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def _files(split: str, kind: str) -> list[Path]:
+    return sorted((CORPUS / split / kind).glob("*.ogg"))
+
+
+def _read(path: Path) -> np.ndarray:
+    sf = pytest.importorskip("soundfile")
+    x, sr = sf.read(path, dtype="float64")
+    assert sr == 16000
+    return x if x.ndim == 1 else x.mean(axis=1)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Path:
+    if not (CORPUS / "test").is_dir():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    return CORPUS
+
+
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_clean_corpus_has_no_hum(corpus: Path, split: str) -> None:
+    for kind in ("speech", "music"):
+        for path in _files(split, kind):
+            r = detect_hum(_read(path), 16000)
+            assert not r.has_hum, (path.name, r)
+            assert r.mains_hz is None and r.f0_hz is None and r.hum_db == float("-inf")
+
+
+def test_synthetic_hum_is_found(corpus: Path) -> None:
+    rng = np.random.default_rng(1234)
+    files = _files("test", "speech")[::7] + _files("test", "music")[::4]
+    n_cases = 0
+    for i, path in enumerate(files):
+        x = _read(path)
+        for j, snr in enumerate((0.0, 5.0, 10.0, 15.0)):
+            mains = 50 if (i + j) % 2 else 60
+            profile = PROFILES[(i + j) % len(PROFILES)]
+            hum, info = synth_hum(x.size, 16000, rng, mains_hz=mains, profile=profile)
+            r = detect_hum(add_hum(x, hum, snr)[0], 16000)
+            assert r.has_hum, (path.name, snr, info, r)
+            assert r.mains_hz == mains
+            assert r.f0_hz is not None and abs(r.f0_hz - info.f0_hz) <= 0.05, (info, r)
+            assert r.harmonics >= 1 and len(r.harmonic_numbers) == r.harmonics
+            assert math.isfinite(r.hum_db) and r.line_db > 6
+            n_cases += 1
+    assert n_cases >= 20
+
+
+def _note(n: int, start_s: float, dur_s: float, f_hz: float, amp: float, partials: int) -> np.ndarray:
+    t = np.arange(n) / 16000
+    env = np.clip((t - start_s) / 0.05, 0, 1) * np.clip((start_s + dur_s - t) / 0.3, 0, 1)
+    tone = sum(np.sin(2 * np.pi * p * f_hz * t) / p for p in range(1, partials + 1))
+    return amp * env * tone
+
+
+@pytest.mark.parametrize(
+    "f_hz,dur_s,partials",
+    [(55.0, 2.0, 6), (98.0, 2.0, 6), (50.0, 4.0, 1), (50.0, 4.0, 8), (60.0, 3.0, 5), (120.0, 4.0, 3)],
+)
+def test_bass_notes_are_not_hum(corpus: Path, f_hz: float, dur_s: float, partials: int) -> None:
+    for path in (_files("test", "music")[1], _files("test", "speech")[3]):
+        x = _read(path)
+        rms = float(np.sqrt(np.mean(x**2)))
+        y = x + _note(x.size, 9.0, dur_s, f_hz, 3 * rms, partials)
+        y += _note(x.size, 20.0, dur_s / 2, f_hz, 2 * rms, partials)
+        r = detect_hum(y, 16000)
+        assert not r.has_hum, (path.name, f_hz, r)
+
+
+def test_silence_short_and_empty() -> None:
+    assert not detect_hum(np.zeros(16000 * 5), 16000).has_hum
+    assert not detect_hum(np.zeros(0), 16000).has_hum
+    t = np.arange(12000) / 16000  # 0.75 s of pure hum: too short to call
+    assert not detect_hum(0.1 * np.sin(2 * np.pi * 50 * t), 16000).has_hum
+    det = HumDetector(16000)
+    assert not det.result().has_hum
+    det.update(np.zeros(1))
+    assert not det.result().has_hum
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 11025, 44100, 96000, 192000])
+def test_any_sample_rate(sample_rate: int) -> None:
+    rng = np.random.default_rng(sample_rate)
+    n = int(12 * sample_rate)
+    noise = 0.05 * rng.standard_normal(n)
+    hum, info = synth_hum(n, sample_rate, rng, mains_hz=60, profile="buzz")
+    r = detect_hum(add_hum(noise, hum, 10.0)[0], sample_rate)
+    assert r.has_hum and r.mains_hz == 60 and abs(r.f0_hz - info.f0_hz) < 0.05, r
+    assert not detect_hum(noise, sample_rate).has_hum
+
+
+def test_streaming_blocks_match_one_shot() -> None:
+    rng = np.random.default_rng(7)
+    n = 16000 * 15
+    x = 0.05 * rng.standard_normal(n)
+    hum, _ = synth_hum(n, 16000, rng, mains_hz=50, profile="rich")
+    y = add_hum(x, hum, 5.0)[0]
+    ref = detect_hum(y, 16000)
+    det = HumDetector(16000)
+    pos = 0
+    for size in [1, 64, 65, 8193, 16000 * 3 + 7] * 100:
+        if pos >= n:
+            break
+        det.update(y[pos : pos + size])
+        pos += size
+    det.update(y[pos:])
+    got = det.result()
+    assert got.has_hum == ref.has_hum and got.mains_hz == ref.mains_hz
+    assert abs(got.f0_hz - ref.f0_hz) < 1e-6
+    assert det.result() == got  # result() does not consume state
+
+
+def test_memory_is_bounded_for_long_input() -> None:
+    rng = np.random.default_rng(3)
+    sr = 8000
+    det = HumDetector(sr)
+    slots_bytes = det._slots.nbytes
+    f0 = 50.2
+    block = 10 * sr
+    for i in range(2 * MAX_SLOTS // 10 + 3):  # > 2 * MAX_SLOTS frames
+        t = (np.arange(block) + i * block) / sr
+        det.update(0.02 * rng.standard_normal(block) + 0.01 * np.sin(2 * np.pi * f0 * t))
+    assert det._slots.nbytes == slots_bytes
+    r = det.result()
+    assert r.has_hum and r.mains_hz == 50 and abs(r.f0_hz - f0) < 0.02
+
+
+def test_hum_level_db() -> None:
+    sr = 16000
+    t = np.arange(sr * 10) / sr
+    rng = np.random.default_rng(0)
+    x = 0.01 * rng.standard_normal(t.size) + 0.1 * np.sin(2 * np.pi * 50.1 * t) + 0.05 * np.sin(2 * np.pi * 150.3 * t)
+    expected = 10 * math.log10((0.1**2 / 2 + 0.05**2 / 2) / 0.5)
+    assert abs(hum_level_db(x, sr, 50.1, 3) - expected) < 0.5
+    r = detect_hum(x, sr)
+    assert r.has_hum and r.harmonic_numbers == (1, 3)
+    assert abs(r.hum_db - expected) < 0.5
+    assert (
+        hum_level_db(x, sr, 50.1, r.harmonic_numbers)
+        > hum_level_db(0.01 * rng.standard_normal(t.size), sr, 50.1, r.harmonic_numbers) + 30
+    )
