@@ -32,7 +32,7 @@ from .chunking import extract_chunks, overlap_add, plan_chunks
 from .detect import HumDetection, HumDetector
 from .discover import FileTask
 from .errors import DecodeError, HumcleanError
-from .metrics import LinePowerMeter, ReferenceScore
+from .metrics import ReferenceScore
 from .models.base import HumEstimator, ModelCard
 from .report import FileRecord, Manifest
 from .resample import rate_period, resample, resampled_length
@@ -139,9 +139,8 @@ class _Geometry:
 
 @dataclass
 class _ChannelState:
-    detector: HumDetector
-    meter_in: LinePowerMeter
-    meter_out: LinePowerMeter
+    detector: HumDetector  # fed the input at the model rate; also measures hum_db_in
+    meter_out: HumDetector  # fed the cleaned signal at the model rate; measures hum_db_out
     detection: HumDetection | None = None
 
 
@@ -169,7 +168,6 @@ def _detect(ctx: _FileContext, progress: Progress | None) -> None:
             for c, st in enumerate(ctx.channels):
                 core = _model_rate_core(seg, geom, y[:, c])
                 st.detector.update(core)
-                st.meter_in.update(core)
             if progress:
                 progress(seg.core_frames / geom.native_rate / 2)
     for st in ctx.channels:
@@ -430,10 +428,9 @@ class Pipeline:
                              opts.segment_seconds)  # fmt: skip
             ctx = _FileContext(task, info, geom, opts.reference_root)
             ctx.channels = [
-                _ChannelState(HumDetector(card.sample_rate), LinePowerMeter(card.sample_rate),
-                              LinePowerMeter(card.sample_rate))
+                _ChannelState(HumDetector(card.sample_rate), HumDetector(card.sample_rate))
                 for _ in range(info.channels)
-            ]  # fmt: skip
+            ]
             _detect(ctx, self.progress)
             dets = [st.detection for st in ctx.channels]
             process = [bool(opts.force or (d is not None and d.has_hum)) for d in dets]
@@ -444,8 +441,8 @@ class Pipeline:
             )
             f0 = lead.f0_hz if lead and lead.f0_hz else math.nan
             harmonics = lead.harmonics if lead else 0
-            drift = lead.drift_hz if lead else 0.1
-            levels_in = [st.meter_in.hum_db(f0, harmonics, max(drift, 0.05)) for st in ctx.channels]
+            lines = lead.harmonic_numbers or harmonics if lead else 0
+            levels_in = [st.detector.level_db(f0, lines) for st in ctx.channels]
             hum_in = max(levels_in) if levels_in and math.isfinite(f0) else math.nan
             base.update(f0_hz=f0, harmonics=harmonics, hum_db_in=hum_in)
             if opts.dry_run:
@@ -467,7 +464,7 @@ class Pipeline:
                                   extra={"note": note} if note else {})  # fmt: skip
             clipped, score, note = _clean(ctx, engine, task.dest, process, opts, self.progress)
             self._finish_output(task, src_state, digest)
-            levels_out = [st.meter_out.hum_db(f0, harmonics, max(drift, 0.05)) for st in ctx.channels]
+            levels_out = [st.meter_out.level_db(f0, lines) for st in ctx.channels]
             hum_out = max(levels_out) if levels_out and math.isfinite(f0) else math.nan
             return FileRecord(**base, status="cleaned", action="clean", hum_db_out=hum_out, clipped_samples=clipped,
                               seconds=time.perf_counter() - t0, **_score_fields(score),
