@@ -347,13 +347,16 @@ def dataset_build(clean_dir: Path, out_dir: Path, snr: str, seed: int, subtype: 
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--spectrograms", default=3, show_default=True, type=click.IntRange(0, 50), help="Before/after PNGs beside --plot."
+)
 def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, plot_path: Path | None,
-             work: Path | None, device: str, batch_size: int, jobs: int) -> None:  # fmt: skip
+             work: Path | None, device: str, batch_size: int, jobs: int, spectrograms: int) -> None:  # fmt: skip
     """Build a hum benchmark from clean audio and score every method through the pipeline."""
     import csv
 
     from .training.evaluate import evaluate as run_eval
-    from .training.evaluate import plot_bars, summary_table, write_rows
+    from .training.evaluate import plot_bars, plot_spectrograms, summary_table, write_rows
 
     snrs = [float(x) for x in snr.split(",") if x.strip()]
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -373,8 +376,13 @@ def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, 
     for r in table:
         click.echo(f"{r['method']:<14} {r['group']:<16} {r['files']:>5} {r['si_sdr_in']:>9} {r['si_sdr_out']:>10} "
                    f"{r['psnr_out']:>8} {r['x_realtime']:>7}")  # fmt: skip
-    if plot_path is not None and not plot_bars(table, plot_path):
-        click.echo("humclean: matplotlib is not installed; no plot (pip install 'humclean[plot]')", err=True)
+    if plot_path is not None:
+        if not plot_bars(table, plot_path):
+            click.echo("humclean: matplotlib is not installed; no plot (pip install 'humclean[plot]')", err=True)
+        # a few files spread over conditions: the lowest SNR first, speech and music
+        picks = sorted({r.path for r in rows if r.snr_db == min(x.snr_db for x in rows)})
+        picks = picks[:: max(1, len(picks) // max(1, spectrograms))][:spectrograms]
+        plot_spectrograms(work, names, picks, plot_path.with_suffix(""))
 
 
 @main.command()

@@ -190,3 +190,42 @@ def plot_bars(table: list[dict[str, object]], path: Path) -> bool:
     fig.savefig(path)
     plt.close(fig)
     return True
+
+
+def plot_spectrograms(
+    work: Path, methods: list[str], rel_paths: list[str], out_prefix: Path, max_hz: float = 1000.0
+) -> list[Path]:
+    """Before/after spectrograms (0 to ``max_hz``) of a few benchmark files: noisy, clean, each method."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    import soundfile as sf
+
+    written = []
+    for i, rel in enumerate(rel_paths):
+        split, inner = rel.split("/", 1)
+        panels = [
+            ("noisy input", work / "bench" / split / "noisy" / inner),
+            ("clean reference", work / "bench" / split / "clean" / inner),
+        ]
+        panels += [(m, work / "out" / m / split / inner) for m in methods if m != "identity"]
+        panels = [(t, p) for t, p in panels if p.is_file()]
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharey=True)
+        for ax, (title, path) in zip(np.atleast_1d(axes), panels, strict=True):
+            x, rate = sf.read(str(path), always_2d=True)
+            ax.specgram(x[:, 0], NFFT=8192, Fs=rate, noverlap=6144, cmap="magma", vmin=-160, vmax=-20)
+            ax.set_ylim(0, max_hz)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("s")
+        np.atleast_1d(axes)[0].set_ylabel("Hz")
+        fig.suptitle(rel, fontsize=9)
+        fig.tight_layout()
+        path = out_prefix.with_name(f"{out_prefix.name}-{i}.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
