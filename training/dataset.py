@@ -62,9 +62,12 @@ def build_dataset(
     seed: int,
     subtype: str = "FLOAT",
     progress: Callable[[int], None] | None = None,
+    split: str | None = None,
 ) -> Path:
     """Write ``out_dir/{split}/noisy/...`` and ``out_dir/{split}/clean/...`` plus ``metadata.csv``.
 
+    ``split`` puts every pair in one split (a benchmark); by default each clean file's split is
+    its top folder when that is train/val/test, else drawn from a hash of its path.
     Each pair's noisy file is named ``<stem>__snr<S>[__<tag>].wav`` and its clean twin has the same
     relative path under ``clean/``, so ``humclean run .../noisy --reference .../clean`` pairs them.
     """
@@ -76,19 +79,19 @@ def build_dataset(
         rng = np.random.default_rng(file_seed(seed, spec.rel.as_posix(), spec.snr_db, spec.tag))
         params = sample_params(rng, rate, spec.mains_hz, spec.harmonics, spec.shape)
         noisy, _ = mix(clean, render(params, clean.shape[0], rate), spec.snr_db)
-        split = split_of(spec.rel)
+        split_name = split or split_of(spec.rel)
         snr_tag = f"{spec.snr_db:g}".replace("-", "m")
         name = f"{spec.rel.stem}__snr{snr_tag}{'__' + spec.tag if spec.tag else ''}.wav"
-        inner = spec.rel.relative_to(split) if spec.rel.parts[0] == split else spec.rel
+        inner = spec.rel.relative_to(split_name) if spec.rel.parts[0] == split_name else spec.rel
         rel_out = inner.parent / name
         for kind, sig in (("noisy", noisy), ("clean", clean)):
-            path = out_dir / split / kind / rel_out
+            path = out_dir / split_name / kind / rel_out
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(str(path), sig, rate, subtype=subtype)
         rows.append({
-            "split": split,
-            "clean_path": f"{split}/clean/{rel_out.as_posix()}",
-            "noisy_path": f"{split}/noisy/{rel_out.as_posix()}",
+            "split": split_name,
+            "clean_path": f"{split_name}/clean/{rel_out.as_posix()}",
+            "noisy_path": f"{split_name}/noisy/{rel_out.as_posix()}",
             "source": spec.rel.as_posix(),
             "snr_db": spec.snr_db,
             "mains_hz": params.mains_hz,

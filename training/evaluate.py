@@ -67,12 +67,12 @@ def build_benchmark(clean_dir: Path, work: Path, snrs: list[float], seed: int) -
     specs = [PairSpec(p, p.relative_to(clean_dir), float(s)) for p in clean_files(clean_dir) for s in snrs]
     meta = work / "metadata.csv"
     stamp = work / "benchmark.key"
-    key = f"{clean_dir.resolve()}|{snrs}|{seed}|{len(specs)}"
+    key = f"{clean_dir.resolve()}|{snrs}|{seed}|{len(specs)}|v2"
     if meta.is_file() and stamp.is_file() and stamp.read_text() == key:
         return meta
     if work.exists():
         shutil.rmtree(work)
-    meta = build_dataset(specs, work, seed)
+    meta = build_dataset(specs, work, seed, split="bench")
     stamp.write_text(key)
     return meta
 
@@ -141,7 +141,16 @@ def summary_table(rows: list[EvalRow], xrt: dict[str, float]) -> list[dict[str, 
         for g in ("all", f"snr={r.snr_db:g}", f"content={r.content}", f"mains={r.mains_hz}"):
             groups[(r.method, g)].append(r)
     table = []
-    for (method, group), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+
+    def order(item: tuple[tuple[str, str], list[EvalRow]]) -> tuple[str, str, float, str]:
+        (method, group) = item[0]
+        kind, _, value = group.partition("=")
+        try:
+            return method, kind, float(value), ""
+        except ValueError:
+            return method, kind, 0.0, value
+
+    for (method, group), rs in sorted(groups.items(), key=order):
         table.append({
             "method": method, "group": group, "files": len(rs),
             "si_sdr_in": round(_mean([r.si_sdr_in for r in rs]), 2),
