@@ -185,3 +185,20 @@ def test_killed_run_leaves_no_partial_file(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert sf.info(str(dst / "long.wav")).frames == n
     assert not list(dst.rglob("*.humclean-tmp-*"))
+
+
+def test_decode_failure_mid_stream_leaves_nothing(tmp_path: Path) -> None:
+    """A FLAC cut in half probes fine but fails while streaming: error row, no output, others done."""
+    src = _archive(tmp_path)
+    rate = 44100
+    n = rate * 20
+    full = write_audio(tmp_path / "full.flac", noise(n, 2, 8, 0.05) + _hum(n, rate)[:, None], rate, "PCM_16")
+    data = full.read_bytes()
+    (src / "cut.flac").write_bytes(data[: len(data) // 2])
+    code, _ = _invoke("run", str(src), "--out", str(tmp_path / "clean"), "--model", "dsp", "-q", "--segment-seconds", "2")
+    assert code == 1
+    rows = _report(tmp_path / "clean" / "humclean-report.csv")
+    assert rows["cut.flac"]["status"] == "error", rows["cut.flac"]
+    assert not (tmp_path / "clean" / "cut.flac").exists()
+    assert not list((tmp_path / "clean").rglob("*.humclean-tmp-*"))
+    assert rows["a/tape1.wav"]["status"] == "cleaned"
