@@ -107,6 +107,7 @@ def main() -> None:
     show_default=True,
     help="Give outputs their input's modification time.",
 )
+@click.option("--shard", "shard_spec", help="K/N: process only the K-th of N deterministic parts (job arrays).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, only errors.")
 def run(
     sources: tuple[Path, ...],
@@ -127,16 +128,22 @@ def run(
     segment_seconds: float,
     format_override: str | None,
     keep_mtime: bool,
+    shard_spec: str | None,
     quiet: bool,
 ) -> None:
     """Clean every recording under SOURCES into the mirrored tree --out."""
     _setup_logging(quiet)
-    from .discover import AUDIO_PATTERNS, discover
+    from .discover import AUDIO_PATTERNS, discover, parse_shard, shard
     from .errors import HumcleanError, UsageError
     from .report import BASE_COLUMNS, DRY_RUN_COLUMNS, REFERENCE_COLUMNS, DestLock, FileRecord, Manifest, ReportWriter
 
     try:
         tasks, problems = discover(list(sources), out, include or AUDIO_PATTERNS, exclude)
+        shard_suffix = ""
+        if shard_spec:
+            k, n = parse_shard(shard_spec)
+            tasks = shard(tasks, k, n)
+            shard_suffix = f".shard-{k}-of-{n}"
     except UsageError as exc:
         _usage(str(exc))
     if reference is not None and not reference.is_dir():
@@ -161,7 +168,7 @@ def run(
             _usage(f"cannot create output directory {out}: {exc.strerror}")
         if not os.access(out, os.W_OK):
             _usage(f"output directory is not writable: {out}")
-        lock = DestLock(out)
+        lock = DestLock(out, shard_suffix)
         try:
             if not lock.acquire():
                 _usage(f"another humclean run is writing to {out} (lock {lock.path})")
@@ -174,8 +181,8 @@ def run(
     columns = BASE_COLUMNS + (DRY_RUN_COLUMNS if dry_run else []) + (REFERENCE_COLUMNS if reference else [])
     writer = None
     if report_path is not None or not dry_run:
-        writer = ReportWriter(report_path or out / "humclean-report.csv", columns)
-    manifest = Manifest(out / ".humclean" / "manifest.jsonl") if not dry_run else None
+        writer = ReportWriter(report_path or out / f"humclean-report{shard_suffix}.csv", columns)
+    manifest = Manifest(out / ".humclean" / f"manifest{shard_suffix}.jsonl") if not dry_run else None
 
     from tqdm import tqdm
 
@@ -285,6 +292,28 @@ def models_show(name: str) -> None:
     except ModelError as exc:
         _usage(str(exc))
     click.echo(json.dumps(card, indent=2, default=str))
+
+
+@main.group()
+def report() -> None:
+    """Work with run reports."""
+
+
+@report.command("merge")
+@click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--out", "out_csv", required=True, type=click.Path(path_type=Path, dir_okay=False))
+def report_merge(reports: tuple[Path, ...], out_csv: Path) -> None:
+    """Join shard reports into one CSV (one row per file) and print the totals."""
+    from collections import Counter
+
+    from .report import STATUSES, merge_reports
+
+    rows = merge_reports(list(reports), out_csv)
+    counts = Counter(r["status"] for r in rows)
+    for s in STATUSES:
+        click.echo(f"{s:<10} {counts.get(s, 0):>5}")
+    click.echo(f"merged     {len(rows)} files into {out_csv}")
+    sys.exit(EXIT_FAILED if counts.get("error") else EXIT_OK)
 
 
 @main.group()

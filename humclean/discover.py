@@ -118,3 +118,29 @@ def discover(
             by_key[key] = t.src
         checked.append(FileTask(t.src, t.rel, t.dest, err) if err else t)
     return checked, problems
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 1 <= K <= N."""
+    try:
+        k_s, n_s = spec.split("/")
+        k, n = int(k_s), int(n_s)
+    except ValueError:
+        raise UsageError(f"--shard must look like K/N (e.g. 2/8), got {spec!r}") from None
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {spec}: need 1 <= K <= N")
+    return k, n
+
+
+def shard(tasks: list[FileTask], k: int, n: int) -> list[FileTask]:
+    """The K-th of N deterministic parts of ``tasks``, by a hash of each relative path.
+
+    Every host of a job array computes the same partition from the same tree, whatever the order
+    in which files were listed, and a file keeps its shard when other files come and go.
+    """
+    import hashlib
+
+    def part(t: FileTask) -> int:
+        return int.from_bytes(hashlib.sha256(t.rel.as_posix().encode()).digest()[:8], "little") % n
+
+    return [t for t in tasks if part(t) == k - 1]

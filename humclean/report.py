@@ -142,8 +142,10 @@ class Manifest:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        if path.is_file():
-            with open(path, encoding="utf-8") as f:
+        # shards of a job array each append to their own manifest; every run reads them all
+        siblings = sorted(path.parent.glob("manifest*.jsonl")) if path.parent.is_dir() else []
+        for p in [q for q in siblings if q != path] + ([path] if path.is_file() else []):
+            with open(p, encoding="utf-8") as f:
                 for line in f:
                     try:
                         e = json.loads(line)
@@ -191,8 +193,8 @@ class Manifest:
 class DestLock:
     """An exclusive advisory lock on ``DST/.humclean/lock``: two runs never write one tree at once."""
 
-    def __init__(self, dest_root: Path) -> None:
-        self.path = dest_root / ".humclean" / "lock"
+    def __init__(self, dest_root: Path, suffix: str = "") -> None:
+        self.path = dest_root / ".humclean" / f"lock{suffix}"
         self._fd: int | None = None
 
     def acquire(self) -> bool:
@@ -214,3 +216,26 @@ class DestLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def merge_reports(paths: list[Path], out: Path) -> list[dict[str, str]]:
+    """Join shard reports (CSV) into one, one row per path (a later report wins), sorted by path."""
+    rows: dict[str, dict[str, str]] = {}
+    columns: list[str] = []
+    for p in paths:
+        with open(p, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            for c in reader.fieldnames or []:
+                if c not in columns:
+                    columns.append(c)
+            for r in reader:
+                rows[r["path"]] = r
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.humclean-tmp-{os.getpid()}")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        for key in sorted(rows):
+            w.writerow(rows[key])
+    os.replace(tmp, out)
+    return [rows[k] for k in sorted(rows)]
