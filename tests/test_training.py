@@ -171,7 +171,8 @@ def test_export_gives_loadable_zoo_folder(reference_run: Path, tmp_path: Path) -
     card = read_card(card_path.parent)
     assert card["arch"] == "spec-unet" and card["arch_args"] == {"base_channels": 4}
     assert card["sample_rate"] == 16000 and 2 * card["overlap_samples"] < card["chunk_samples"]
-    assert card["metrics"] == {} and card["notes"] == "test"
+    assert set(card["metrics"]) == {"golden_si_sdr", "golden_set"} and card["notes"] == "test"
+    assert np.isfinite(card["metrics"]["golden_si_sdr"])
     assert card["training"]["hum_recipe"] == "hum-v1" and card["training"]["epochs_done"] == 2
     json.dumps(card, allow_nan=False)
     est = load(str(card_path.parent), device="cpu")

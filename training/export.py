@@ -34,6 +34,7 @@ def export(
     extra_card: dict[str, Any] | None = None,
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+    measure_golden: bool = True,
 ) -> Path:
     """Write ``run_dir/best.pt`` as zoo model ``name`` into ``zoo_folder``; returns the card path.
 
@@ -86,4 +87,22 @@ def export(
         "metrics": {},
         **(extra_card or {}),
     }
-    return save(module, card, zoo_folder, extra)
+    card_path = save(module, card, zoo_folder, extra)
+    if measure_golden:
+        record_golden(zoo_folder)
+    return card_path
+
+
+def record_golden(zoo_folder: Path) -> float:
+    """Measure the model's golden-set SI-SDR (CPU) and write it into its card's metrics."""
+    from humclean import zoo
+
+    from .golden import GOLDEN_VERSION, golden_si_sdr
+
+    value = round(golden_si_sdr(zoo.load(str(zoo_folder), "cpu")), 2)
+    card_path = Path(zoo_folder) / zoo.CARD_NAME
+    card = json.loads(card_path.read_text())
+    card.setdefault("metrics", {})["golden_si_sdr"] = value
+    card["metrics"]["golden_set"] = GOLDEN_VERSION
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return value
