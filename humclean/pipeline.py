@@ -36,6 +36,7 @@ from .metrics import ReferenceScore
 from .models.base import HumEstimator, ModelCard
 from .report import FileRecord, Manifest
 from .resample import rate_period, resample, resampled_length
+from .zoo import sha256_file
 
 Progress = Callable[[float], None]
 
@@ -321,14 +322,6 @@ def _one_line(exc: BaseException) -> str:
     return msg[:300]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class Pipeline:
     """Runs a list of :class:`FileTask` through one estimator. Library code: no printing, no exits."""
 
@@ -414,7 +407,7 @@ class Pipeline:
         opts = self.options
         try:
             src_state = Manifest.input_state(task.src)
-            digest = _sha256(task.src) if opts.checksum else None
+            digest = sha256_file(task.src) if opts.checksum else None
             if (
                 self.manifest is not None
                 and not opts.overwrite
@@ -478,7 +471,7 @@ class Pipeline:
             os.utime(task.dest, ns=(st.st_atime_ns, st.st_mtime_ns))
         if self.manifest is not None:
             self.manifest.record(
-                task.rel.as_posix(), src_state, digest or _sha256(task.src), task.dest, self.options_key
+                task.rel.as_posix(), src_state, digest or sha256_file(task.src), task.dest, self.options_key
             )
 
 

@@ -70,3 +70,22 @@ class HumEstimator(ABC):
     @property
     def device_name(self) -> str:
         return "cpu"
+
+
+class RowwiseEstimator(HumEstimator):
+    """An estimator that works on one chunk at a time in float64 (the DSP methods)."""
+
+    def estimate(self, chunks: np.ndarray, starts: np.ndarray, f0_hz: np.ndarray) -> np.ndarray:
+        x = np.asarray(chunks)
+        if x.ndim != 2:
+            raise ValueError(f"chunks must be [B, T], got shape {x.shape}")
+        starts = np.broadcast_to(np.asarray(starts, dtype=np.int64), (x.shape[0],))
+        hints = np.broadcast_to(np.asarray(f0_hz, dtype=np.float64), (x.shape[0],))
+        out = np.zeros(x.shape, dtype=np.float32)
+        for b in range(x.shape[0]):
+            out[b] = self.estimate_one(x[b].astype(np.float64), int(starts[b]), float(hints[b]))
+        return out
+
+    @abstractmethod
+    def estimate_one(self, x: np.ndarray, start: int, f0_hz: float) -> np.ndarray:
+        """Hum ``[T]`` in one chunk ``x`` ``[T]`` (float64) starting at absolute ``start``; ``f0_hz`` may be NaN."""

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from humclean.models.base import HumEstimator, ModelCard
+from humclean.models.base import ModelCard, RowwiseEstimator
 
 __all__ = ["DspCanceller", "SAMPLE_RATE"]
 
@@ -141,7 +141,7 @@ def _synthesise(beta: np.ndarray, phi: np.ndarray, ks: np.ndarray, splines: _Spl
     return out
 
 
-class DspCanceller(HumEstimator):
+class DspCanceller(RowwiseEstimator):
     """Tuned adaptive harmonic canceller (no weights).
 
     ``estimate(chunks [B, T] float32, starts [B] int64, f0_hz [B] float64) -> [B, T] float32``.
@@ -183,24 +183,7 @@ class DspCanceller(HumEstimator):
         self.cp_factor = cp_factor
 
     # ------------------------------------------------------------------ public
-    def estimate(self, chunks: np.ndarray, starts: np.ndarray, f0_hz: np.ndarray) -> np.ndarray:
-        """Hum in each chunk.
-
-        chunks: ``[B, T]`` float; starts: ``[B]`` int64; f0_hz: ``[B]`` float64 (NaN: unknown).
-        returns: ``[B, T]`` float32.
-        """
-        x = np.asarray(chunks)
-        if x.ndim != 2:
-            raise ValueError(f"chunks must be [B, T], got shape {x.shape}")
-        starts = np.broadcast_to(np.asarray(starts, dtype=np.int64), (x.shape[0],))
-        hints = np.broadcast_to(np.asarray(f0_hz, dtype=np.float64), (x.shape[0],))
-        out = np.zeros(x.shape, dtype=np.float32)
-        for b in range(x.shape[0]):
-            out[b] = self._one(x[b].astype(np.float64), int(starts[b]), float(hints[b]))
-        return out
-
-    # ------------------------------------------------------------------ internals
-    def _one(self, x: np.ndarray, start: int, hint: float) -> np.ndarray:
+    def estimate_one(self, x: np.ndarray, start: int, hint: float) -> np.ndarray:
         n = x.shape[0]
         if n < SAMPLE_RATE // 2 or not np.all(np.isfinite(x)):
             return np.zeros(n)

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from humclean.models.base import HumEstimator, ModelCard
+from humclean.models.base import ModelCard, RowwiseEstimator
 from humclean.models.dsp import MAX_HARMONICS, SAMPLE_RATE, DspCanceller
 
 __all__ = ["NotchComb"]
@@ -44,7 +44,7 @@ def sos_power_response(sos: np.ndarray, n_fft: int) -> np.ndarray:
     return np.abs(h) ** 2
 
 
-class NotchComb(HumEstimator):
+class NotchComb(RowwiseEstimator):
     """Fixed zero-phase notch comb at ``k * f0`` for the harmonics present in the chunk.
 
     ``estimate(chunks [B, T], starts [B], f0_hz [B]) -> [B, T]`` hum (input minus notched).
@@ -77,19 +77,7 @@ class NotchComb(HumEstimator):
         self.pad = int(round(pad_seconds * SAMPLE_RATE))
         self._analysis = DspCanceller(chunk_seconds, overlap_seconds)
 
-    def estimate(self, chunks: np.ndarray, starts: np.ndarray, f0_hz: np.ndarray) -> np.ndarray:
-        """chunks ``[B, T]``, starts ``[B]``, f0_hz ``[B]`` (NaN: unknown) -> ``[B, T]`` float32."""
-        x = np.asarray(chunks)
-        if x.ndim != 2:
-            raise ValueError(f"chunks must be [B, T], got shape {x.shape}")
-        hints = np.broadcast_to(np.asarray(f0_hz, dtype=np.float64), (x.shape[0],))
-        starts = np.broadcast_to(np.asarray(starts, dtype=np.int64), (x.shape[0],))
-        out = np.zeros(x.shape, dtype=np.float32)
-        for b in range(x.shape[0]):
-            out[b] = self._one(x[b].astype(np.float64), int(starts[b]), float(hints[b]))
-        return out
-
-    def _one(self, x: np.ndarray, start: int, hint: float) -> np.ndarray:
+    def estimate_one(self, x: np.ndarray, start: int, hint: float) -> np.ndarray:
         n = x.shape[0]
         nz = np.flatnonzero(x)
         if n < SAMPLE_RATE // 2 or nz.size == 0 or not np.all(np.isfinite(x)):
