@@ -107,6 +107,9 @@ def main() -> None:
     show_default=True,
     help="Give outputs their input's modification time.",
 )
+@click.option(
+    "--dask", "dask_address", envvar="HUMCLEAN_DASK", help="Dask scheduler address: distribute files over its workers."
+)
 @click.option("--shard", "shard_spec", help="K/N: process only the K-th of N deterministic parts (job arrays).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, only errors.")
 def run(
@@ -128,6 +131,7 @@ def run(
     segment_seconds: float,
     format_override: str | None,
     keep_mtime: bool,
+    dask_address: str | None,
     shard_spec: str | None,
     quiet: bool,
 ) -> None:
@@ -218,7 +222,15 @@ def run(
     )  # fmt: skip
     pipeline = Pipeline(estimator, options, manifest, on_record, progress)
     try:
-        pipeline.run(tasks)
+        if dask_address:
+            from .distributed import run_on_dask
+
+            try:
+                run_on_dask(pipeline, tasks, dask_address, model, device)
+            except OSError as exc:
+                _usage(f"cannot reach Dask scheduler {dask_address}: {exc}")
+        else:
+            pipeline.run(tasks)
     finally:
         bar.close()
         if writer:

@@ -19,8 +19,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -356,22 +357,66 @@ class Pipeline:
         return list(Parallel(n_jobs=max(1, self.options.jobs), backend="threading")(delayed(one)(t) for t in tasks))
 
     def run(self, tasks: list[FileTask]) -> list[FileRecord]:
-        """Process every task; returns one record per task (order of completion)."""
-        probed = self.probe_all(tasks)
-        records: list[FileRecord] = []
-        todo: list[tuple[FileTask, AudioInfo]] = []
-        for task, info, err in probed:
-            if info is None:
-                records.append(self._emit(FileRecord(path=task.rel.as_posix(), status="error", error=err)))
-            else:
-                todo.append((task, info))
+        """Process every task here (worker threads); returns one record per task (order of completion)."""
+        todo, records = self.probe_tasks(tasks)
         with BatchEngine(self.estimator, self.options.batch_size) as engine:
             runner = Parallel(n_jobs=max(1, self.options.jobs), backend="threading", return_as="generator_unordered")
-            for rec in runner(delayed(self.process)(t, i, engine) for t, i in todo):
-                records.append(self._emit(rec))
+            for rec in runner(delayed(self._run_one)(t, i, engine) for t, i in todo):
+                records.append(self.emit(rec))
         return records
 
-    def _emit(self, rec: FileRecord) -> FileRecord:
+    def probe_tasks(self, tasks: list[FileTask]) -> tuple[list[tuple[FileTask, AudioInfo]], list[FileRecord]]:
+        """Probe everything first: (readable tasks with their info, error records emitted at once)."""
+        errors: list[FileRecord] = []
+        todo: list[tuple[FileTask, AudioInfo]] = []
+        for task, info, err in self.probe_all(tasks):
+            if info is None:
+                errors.append(self.emit(FileRecord(path=task.rel.as_posix(), status="error", error=err)))
+            else:
+                todo.append((task, info))
+        return todo, errors
+
+    def skip_record(self, task: FileTask, info: AudioInfo) -> FileRecord | None:
+        """A ``skipped`` record when the manifest says the output is up to date, else None."""
+        if self.manifest is None or self.options.overwrite:
+            return None
+        t0 = time.perf_counter()
+        try:
+            digest = sha256_file(task.src) if self.options.checksum else None
+            current = self.manifest.is_current(task.rel.as_posix(), task.src, task.dest, self.options_key, digest)
+        except OSError:
+            return None
+        if not current:
+            return None
+        if self.progress:
+            self.progress(info.duration_s)
+        return FileRecord(
+            **self.base_fields(task, info),
+            status="skipped",
+            action="skip: up to date",
+            seconds=time.perf_counter() - t0,
+        )
+
+    def record_manifest(self, task: FileTask, rec: FileRecord) -> None:
+        """Remember a finished output so that the next run can skip it."""
+        if self.manifest is None or rec.status not in ("cleaned", "no_hum") or self.options.dry_run:
+            return
+        state = {"size": rec.extra["input_size"], "mtime_ns": rec.extra["input_mtime_ns"]}
+        self.manifest.record(task.rel.as_posix(), state, rec.extra["input_sha256"], task.dest, self.options_key)
+
+    def _run_one(self, task: FileTask, info: AudioInfo, engine: BatchEngine) -> FileRecord:
+        skipped = self.skip_record(task, info)
+        if skipped is not None:
+            return skipped
+        rec = self.process(task, info, engine)
+        try:
+            self.record_manifest(task, rec)
+        except OSError as exc:
+            return replace(rec, status="error", error=f"cannot record manifest: {_one_line(exc)}")
+        return rec
+
+    def emit(self, rec: FileRecord) -> FileRecord:
+        """Hand a finished record to ``on_record`` (serialised across worker threads)."""
         if self.on_record:
             with self._lock:
                 self.on_record(rec)
@@ -391,10 +436,9 @@ class Pipeline:
             self._xrt_estimate = batch * card.hop_samples / card.sample_rate / dt
         return self._xrt_estimate
 
-    def process(self, task: FileTask, info: AudioInfo, engine: BatchEngine) -> FileRecord:
-        """Detect, clean and write one file. Never raises: failures become an ``error`` record."""
-        t0 = time.perf_counter()
-        base = dict(
+    def base_fields(self, task: FileTask, info: AudioInfo) -> dict[str, Any]:
+        """Report fields known before any work: path, format, rate, channels, duration, model, output."""
+        return dict(
             path=task.rel.as_posix(),
             format=info.container,
             subtype=info.subtype,
@@ -404,18 +448,18 @@ class Pipeline:
             model=self.estimator.card.ident,
             output=str(task.dest),
         )
+
+    def process(self, task: FileTask, info: AudioInfo, engine: BatchEngine) -> FileRecord:
+        """Detect, clean and write one file (no up-to-date check, no manifest: see :meth:`_run_one`).
+
+        Never raises: failures become an ``error`` record. Finished records carry the input's size,
+        mtime and sha256 in ``extra`` for the manifest, wherever the manifest is kept.
+        """
+        t0 = time.perf_counter()
+        base = self.base_fields(task, info)
         opts = self.options
         try:
             src_state = Manifest.input_state(task.src)
-            digest = sha256_file(task.src) if opts.checksum else None
-            if (
-                self.manifest is not None
-                and not opts.overwrite
-                and self.manifest.is_current(task.rel.as_posix(), task.src, task.dest, self.options_key, digest)
-            ):
-                if self.progress:
-                    self.progress(info.duration_s)
-                return FileRecord(**base, status="skipped", action="skip: up to date", seconds=time.perf_counter() - t0)
             card = self.estimator.card
             geom = _Geometry(info.sample_rate, card.sample_rate, card.chunk_samples, card.overlap_samples,
                              opts.segment_seconds)  # fmt: skip
@@ -448,31 +492,34 @@ class Pipeline:
                 return FileRecord(**base, status=status, action=action, seconds=time.perf_counter() - t0, extra=extra)
             if not any(process):
                 copy_atomic(task.src, task.dest)
-                self._finish_output(task, src_state, digest)
+                ident = self._finish_output(task, src_state)
                 score, note = _score_unchanged(ctx)
                 if self.progress:
                     self.progress(info.duration_s / 2)
                 return FileRecord(**base, status="no_hum", action="pass through: no hum", hum_db_out=hum_in,
                                   seconds=time.perf_counter() - t0, **_score_fields(score),
-                                  extra={"note": note} if note else {})  # fmt: skip
+                                  extra={**ident, **({"note": note} if note else {})})  # fmt: skip
             clipped, score, note = _clean(ctx, engine, task.dest, process, opts, self.progress)
-            self._finish_output(task, src_state, digest)
+            ident = self._finish_output(task, src_state)
+            if note:
+                ident["note"] = note
             levels_out = [st.meter_out.level_db(f0, lines) for st in ctx.channels]
             hum_out = max(levels_out) if levels_out and math.isfinite(f0) else math.nan
             return FileRecord(**base, status="cleaned", action="clean", hum_db_out=hum_out, clipped_samples=clipped,
                               seconds=time.perf_counter() - t0, **_score_fields(score),
-                              extra={"channels_cleaned": sum(process), **({"note": note} if note else {})})  # fmt: skip
+                              extra={"channels_cleaned": sum(process), **ident})  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop the batch
             return FileRecord(**base, status="error", error=_one_line(exc), seconds=time.perf_counter() - t0)
 
-    def _finish_output(self, task: FileTask, src_state: dict[str, int], digest: str | None) -> None:
+    def _finish_output(self, task: FileTask, src_state: dict[str, int]) -> dict[str, Any]:
         if self.options.keep_mtime:
             st = os.stat(task.src)
             os.utime(task.dest, ns=(st.st_atime_ns, st.st_mtime_ns))
-        if self.manifest is not None:
-            self.manifest.record(
-                task.rel.as_posix(), src_state, digest or sha256_file(task.src), task.dest, self.options_key
-            )
+        return {
+            "input_size": src_state["size"],
+            "input_mtime_ns": src_state["mtime_ns"],
+            "input_sha256": sha256_file(task.src),
+        }
 
 
 def _score_fields(score: ReferenceScore | None) -> dict[str, float]:
