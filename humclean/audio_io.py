@@ -40,6 +40,7 @@ import numpy as np
 import soundfile as sf
 
 from humclean.errors import DecodeError, EncodeError
+from humclean.riff import is_riff_wave, rebuild
 
 __all__ = [
     "AudioInfo",
@@ -87,6 +88,9 @@ _FFMPEG_CONTAINERS: dict[str, tuple[str, str]] = {
 # ffprobe codec name -> ffmpeg encoder, where they differ
 _FFMPEG_ENCODERS = {"mp3": "libmp3lame", "vorbis": "libvorbis", "opus": "libopus"}
 _MP4_MUXERS = {"M4A": "ipod", "MP4": "mp4", "MOV": "mov", "3GP": "3gp"}
+# libsndfile containers whose output is rebuilt chunk by chunk from a RIFF-family source (see
+# humclean.riff); the encoder's own chunks (INFO, PEAK, ...) give way to the source's
+_RIFF_CONTAINERS = {"WAV", "WAVEX", "RF64"}
 # Magic numbers of containers libsndfile owns: when libsndfile rejects one of these its own
 # message is more telling than ffprobe's, so that message wins if ffmpeg fails too.
 _SF_MAGICS = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"riff", b"BW64")
@@ -731,10 +735,13 @@ class AtomicWriter:
         dither_seed: int,
         format_override: str | None = None,
         copy_metadata: bool = True,
+        coding_history: str | None = None,
     ) -> None:
         self.dest = Path(dest)
         self.like = like
         self.copy_metadata = copy_metadata
+        # one EBU R98 line for a bext CodingHistory (WAV family only; None: append nothing)
+        self.coding_history = coding_history
         self.tags_copied: list[str] = []
         self.frames_written = 0
         self._clipped_float = 0
@@ -750,6 +757,23 @@ class AtomicWriter:
         if format_override is not None and format_override.upper() != "FLAC":
             raise EncodeError(f"unsupported format_override {format_override!r} (only FLAC)")
         self.format_override = format_override.upper() if format_override else None
+        # WAV/BWF/RF64 from a RIFF-family source: every chunk is carried over by humclean.riff at
+        # commit (libsndfile would drop bext, iXML, cue, ...), so libsndfile's INFO strings and
+        # mutagen's ID3 copy are not used for it
+        self._riff_copy = (
+            copy_metadata
+            and self.format_override is None
+            and (
+                like.backend == "soundfile"
+                and like.container in _RIFF_CONTAINERS
+                # libsndfile 1.2.2 cannot open an RF64 with an odd-sized chunk (it skips no pad
+                # byte); ffmpeg reads it and writes plain PCM WAV, whose data the copier takes
+                or like.backend == "ffmpeg"
+                and like.container == "WAV"
+                and like.subtype.startswith("pcm_")
+            )
+            and is_riff_wave(like.path)
+        )
         try:
             self.dest.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -799,7 +823,7 @@ class AtomicWriter:
                         "compression_level": _vorbis_level(like.sample_rate, like.channels, like.bitrate)
                     }
         strings: dict[str, str] = {}
-        if self.copy_metadata and like.backend == "soundfile":
+        if self.copy_metadata and like.backend == "soundfile" and not self._riff_copy:
             from humclean.metadata import read_sndfile_strings
 
             strings = read_sndfile_strings(like.path)
@@ -943,7 +967,9 @@ class AtomicWriter:
             raise EncodeError("commit after commit/abort")
         try:
             self._finish_encoder()
-            if self.copy_metadata:
+            if self._riff_copy:
+                self._rebuild_riff()
+            elif self.copy_metadata:
                 from humclean.metadata import copy_tags
 
                 self.tags_copied = copy_tags(self.like.path, self.temp)
@@ -955,6 +981,20 @@ class AtomicWriter:
             raise
         self._done = True
         return self.dest
+
+    def _rebuild_riff(self) -> None:
+        """Swap the temp for one holding the source's chunks around libsndfile's data chunk."""
+        rebuilt = _temp_sibling(self.dest)
+        try:
+            self.tags_copied = rebuild(self.like.path, self.temp, rebuilt, self.coding_history)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                rebuilt.unlink()
+            raise
+        # abort() removes self.temp, so point it at the rebuilt file before dropping the old one
+        encoded, self.temp = self.temp, rebuilt
+        with contextlib.suppress(FileNotFoundError):
+            encoded.unlink()
 
     def _finish_encoder(self) -> None:
         if self._sf is not None:

@@ -37,6 +37,7 @@ from .metrics import ReferenceScore
 from .models.base import HumEstimator, ModelCard
 from .report import FileRecord, Manifest
 from .resample import rate_period, resample, resampled_length
+from .riff import coding_history_line
 from .zoo import sha256_file
 
 Progress = Callable[[float], None]
@@ -203,11 +204,22 @@ def _clean(
     geom = ctx.geom
     info = ctx.info
     seed = int.from_bytes(hashlib.sha256(ctx.task.rel.as_posix().encode()).digest()[:8], "little")
+    # bext CodingHistory line (used for WAV-family outputs only): lead channel's mains f0
+    lead = next((st.detection for st in ctx.channels if st.detection is not None and st.detection.has_hum), None)
+    history = coding_history_line(
+        info.sample_rate,
+        info.bits_per_sample,
+        info.channels,
+        engine.estimator.card.ident,
+        lead.f0_hz if lead is not None else None,
+    )
     score, ref_reader, ref_blocks, note = _open_reference(ctx)
     try:
         with (
             BlockReader(info) as reader,
-            AtomicWriter(dest, info, dither_seed=seed, format_override=options.format_override) as writer,
+            AtomicWriter(
+                dest, info, dither_seed=seed, format_override=options.format_override, coding_history=history
+            ) as writer,
         ):
             dither = np.asarray(process, dtype=bool)
             for seg in _segments(reader, info.channels, geom.core_n, geom.context_n, geom.p_native):
