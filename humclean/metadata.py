@@ -5,12 +5,10 @@
   FLAC pictures, ID3 frames, MP4 atoms incl. cover art).
 * Different containers (e.g. MP3 -> FLAC with ``format_override``): the common "easy" keys
   (title, artist, album, date, ...) and front-cover pictures where both sides can hold them.
-* WAV/AIFF LIST/INFO strings travel through libsndfile's string API
-  (:func:`read_sndfile_strings`, applied by ``AtomicWriter`` while the file is being written).
-
-Not yet: byte-exact copying of every non-audio RIFF chunk (``bext``, ``iXML``, ``cue ``, ...) with
-a CodingHistory line appended. libsndfile drops unknown chunks and mutagen only knows ID3 inside
-WAV, so a later task adds our own RIFF chunk copier here.
+* AIFF (and WAV written as another container) LIST/INFO strings travel through libsndfile's string
+  API (:func:`read_sndfile_strings`, applied by ``AtomicWriter`` while the file is being written).
+* WAV/BWF/RF64 to WAV-family outputs: every non-audio chunk is copied byte for byte by
+  :mod:`humclean.riff` instead (libsndfile drops unknown chunks, mutagen only knows ID3 in WAV).
 """
 
 from __future__ import annotations
