@@ -10,7 +10,6 @@ on a file a tenth as long (the baseline measured in the same run). Usage:
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
@@ -37,14 +36,19 @@ def write_long(path: Path, seconds: float, rate: int = 48000) -> None:
 
 
 def run(src: Path, out: Path, model: str) -> tuple[float, float]:
-    """(peak RSS in MB of the child, wall seconds)."""
+    """(peak RSS in MB of a child running ``humclean run`` on ``src`` alone, wall seconds)."""
+    rss_file = out.parent / f"{out.name}.rss"
+    code = (
+        "import resource, sys\n"
+        "from humclean.cli import main\n"
+        f"sys.argv = ['humclean', 'run', {str(src.parent)!r}, '--out', {str(out)!r}, '--model', {model!r},"
+        f" '--overwrite', '-q', '--include', {src.name!r}]\n"
+        "try:\n    main()\nfinally:\n"
+        f"    open({str(rss_file)!r}, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    )
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-c", "from humclean.cli import main; main()", "run", str(src.parent), "--out", str(out),
-           "--model", model, "--overwrite", "-q", "--include", src.name]  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(cmd, check=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(peak, before) / 1024, time.perf_counter() - t0
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return int(rss_file.read_text()) / 1024, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -61,10 +65,11 @@ def main() -> None:
         write_long(short, short_s)
     if not long.exists():
         write_long(long, long_s)
-    # each run in its own child: RUSAGE_CHILDREN's maxrss is the max over children, so run short first
     rss_short, wall_short = run(short, args.workdir / "out-short", args.model)
     rss_long, wall_long = run(long, args.workdir / "out-long", args.model)
-    print(f"short {short_s / 3600:.2f} h: peak RSS {rss_short:.0f} MB, {wall_short:.0f} s ({short_s / wall_short:.1f}x RT)")
+    print(
+        f"short {short_s / 3600:.2f} h: peak RSS {rss_short:.0f} MB, {wall_short:.0f} s ({short_s / wall_short:.1f}x RT)"
+    )
     print(f"long  {long_s / 3600:.2f} h: peak RSS {rss_long:.0f} MB, {wall_long:.0f} s ({long_s / wall_long:.1f}x RT)")
     print(f"RSS ratio long/short: {rss_long / rss_short:.2f} (1.0 = flat); limit 2048 MB: "
           f"{'OK' if rss_long < 2048 else 'EXCEEDED'}")  # fmt: skip

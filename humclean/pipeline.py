@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from joblib import Parallel, delayed
 
 from . import __version__
 from .audio_io import AtomicWriter, AudioInfo, BlockReader, copy_atomic, probe
-from .batching import BatchEngine
+from .batching import BatchEngine, EngineStats
 from .chunking import extract_chunks, overlap_add, plan_chunks
 from .detect import HumDetection, HumDetector
 from .discover import FileTask
@@ -147,6 +148,29 @@ class _ChannelState:
     detection: HumDetection | None = None
 
 
+class _Stages:
+    """Seconds spent per pipeline stage for one file (for the throughput benchmark and reports)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def iterate(self, name: str, items: Iterator[_Segment]) -> Iterator[_Segment]:
+        while True:
+            with self(name):
+                item = next(items, None)
+            if item is None:
+                return
+            yield item
+
+
 @dataclass
 class _FileContext:
     task: FileTask
@@ -154,6 +178,7 @@ class _FileContext:
     geom: _Geometry
     reference_root: Path | None = None
     channels: list[_ChannelState] = field(default_factory=list)
+    stages: _Stages = field(default_factory=_Stages)
 
 
 def _model_rate_core(seg: _Segment, geom: _Geometry, y: np.ndarray) -> np.ndarray:
@@ -165,12 +190,15 @@ def _model_rate_core(seg: _Segment, geom: _Geometry, y: np.ndarray) -> np.ndarra
 def _detect(ctx: _FileContext, progress: Progress | None) -> None:
     """First pass: mains detection and input hum level per channel, at the model rate."""
     geom = ctx.geom
+    stage = ctx.stages
     with BlockReader(ctx.info) as reader:
-        for seg in _segments(reader, ctx.info.channels, geom.core_n, geom.context_n, geom.p_native):
-            y = resample(seg.padded, geom.native_rate, geom.model_rate)
-            for c, st in enumerate(ctx.channels):
-                core = _model_rate_core(seg, geom, y[:, c])
-                st.detector.update(core)
+        segments = _segments(reader, ctx.info.channels, geom.core_n, geom.context_n, geom.p_native)
+        for seg in stage.iterate("decode", segments):
+            with stage("resample"):
+                y = resample(seg.padded, geom.native_rate, geom.model_rate)
+            with stage("detect"):
+                for c, st in enumerate(ctx.channels):
+                    st.detector.update(_model_rate_core(seg, geom, y[:, c]))
             if progress:
                 progress(seg.core_frames / geom.native_rate / 2)
     for st in ctx.channels:
@@ -222,32 +250,43 @@ def _clean(
             ) as writer,
         ):
             dither = np.asarray(process, dtype=bool)
-            for seg in _segments(reader, info.channels, geom.core_n, geom.context_n, geom.p_native):
-                y = resample(seg.padded, geom.native_rate, geom.model_rate)
+            stage = ctx.stages
+            segments = _segments(reader, info.channels, geom.core_n, geom.context_n, geom.p_native)
+            for seg in stage.iterate("decode", segments):
+                with stage("resample"):
+                    y = resample(seg.padded, geom.native_rate, geom.model_rate)
                 pending = []
-                for c, st in enumerate(ctx.channels):
-                    if process[c]:
-                        f0 = st.detection.f0_hz if st.detection and st.detection.f0_hz else math.nan
-                        pending.append((c, _hum_for_channel(seg, geom, y[:, c], engine, f0)))
+                with stage("chunk"):
+                    for c, st in enumerate(ctx.channels):
+                        if process[c]:
+                            f0 = st.detection.f0_hz if st.detection and st.detection.f0_hz else math.nan
+                            pending.append((c, _hum_for_channel(seg, geom, y[:, c], engine, f0)))
                 x_core = seg.core
                 out = x_core.copy()
                 for c, (future, starts, hum_start, hum_len) in pending:
-                    hum_chunks = future.result()
-                    h = overlap_add(hum_chunks, starts, hum_start, hum_len, geom.overlap)
-                    hum_native = resample(h, geom.model_rate, geom.native_rate)
+                    with stage("model"):
+                        hum_chunks = future.result()
+                    with stage("overlap_add"):
+                        h = overlap_add(hum_chunks, starts, hum_start, hum_len, geom.overlap)
+                    with stage("resample"):
+                        hum_native = resample(h, geom.model_rate, geom.native_rate)
                     margin_n = geom.to_native(geom.margin_m)
                     out[:, c] -= hum_native[margin_n : margin_n + seg.core_frames]
-                    core_m = _model_rate_core(seg, geom, y[:, c])
-                    ctx.channels[c].meter_out.update(core_m - h[geom.margin_m : geom.margin_m + core_m.shape[0]])
-                for c, st in enumerate(ctx.channels):
-                    if not process[c]:
-                        st.meter_out.update(_model_rate_core(seg, geom, y[:, c]))
-                writer.write(out, dither=dither)
+                    with stage("detect"):
+                        core_m = _model_rate_core(seg, geom, y[:, c])
+                        ctx.channels[c].meter_out.update(core_m - h[geom.margin_m : geom.margin_m + core_m.shape[0]])
+                with stage("detect"):
+                    for c, st in enumerate(ctx.channels):
+                        if not process[c]:
+                            st.meter_out.update(_model_rate_core(seg, geom, y[:, c]))
+                with stage("encode"):
+                    writer.write(out, dither=dither)
                 if score is not None and ref_blocks is not None:
                     note = note or _score_block(score, ref_blocks, x_core, out)
                 if progress:
                     progress(seg.core_frames / geom.native_rate / 2)
-            writer.commit()
+            with stage("encode"):
+                writer.commit()
             clipped = writer.clipped_samples
     finally:
         if ref_reader is not None:
@@ -354,6 +393,7 @@ class Pipeline:
         self.options_key = options.key(estimator.card)
         self._lock = threading.Lock()
         self._xrt_estimate: float | None = None
+        self.engine_stats: EngineStats | None = None
 
     def probe_all(self, tasks: list[FileTask]) -> list[tuple[FileTask, AudioInfo | None, str]]:
         """Probe every input up front (in parallel) so that all unreadable files are known at once."""
@@ -375,6 +415,7 @@ class Pipeline:
             runner = Parallel(n_jobs=max(1, self.options.jobs), backend="threading", return_as="generator_unordered")
             for rec in runner(delayed(self._run_one)(t, i, engine) for t, i in todo):
                 records.append(self.emit(rec))
+        self.engine_stats = engine.stats
         return records
 
     def probe_tasks(self, tasks: list[FileTask]) -> tuple[list[tuple[FileTask, AudioInfo]], list[FileRecord]]:
@@ -513,6 +554,7 @@ class Pipeline:
                                   extra={**ident, **({"note": note} if note else {})})  # fmt: skip
             clipped, score, note = _clean(ctx, engine, task.dest, process, opts, self.progress)
             ident = self._finish_output(task, src_state)
+            ident["stage_seconds"] = {k: round(v, 4) for k, v in ctx.stages.seconds.items()}
             if note:
                 ident["note"] = note
             levels_out = [st.meter_out.level_db(f0, lines) for st in ctx.channels]

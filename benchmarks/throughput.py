@@ -1,0 +1,146 @@
+"""Throughput: where the time goes, per method and per stage, next to a plain decode+encode copy.
+
+Builds a mixed archive (48 kHz stereo 24-bit WAV, 44.1 kHz stereo FLAC, 16 kHz mono WAV, and one long
+48 kHz stereo file), then measures in the same run:
+  - copy: decode + encode of every file through humclean's own audio I/O (the floor any method pays);
+  - each method through the real pipeline (``humclean run`` semantics, --force so every channel is
+    processed), with per-stage seconds from the report (decode, resample, model wait, overlap-add,
+    encode, detect) and the batch engine's pure model seconds;
+  - peak RSS of a child process running the long file alone.
+Prints seconds, x real-time and the ratio to the copy. Usage:
+
+    python benchmarks/throughput.py --methods dsp,notch --minutes 2 --long-minutes 30 --workdir /tmp/humclean-tp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def build_archive(root: Path, minutes: float, long_minutes: float) -> float:
+    """Write the archive; returns its total duration in seconds."""
+    rng = np.random.default_rng(0)
+    specs = [
+        ("wav48/a.wav", 48000, 2, "PCM_24", "WAV"),
+        ("wav48/b.wav", 48000, 2, "PCM_24", "WAV"),
+        ("flac44/c.flac", 44100, 2, "PCM_16", "FLAC"),
+        ("mono16/d.wav", 16000, 1, "PCM_16", "WAV"),
+    ]
+    total = 0.0
+    for rel, rate, ch, subtype, fmt in specs + [("long/long.wav", 48000, 2, "PCM_24", "WAV")]:
+        seconds = (long_minutes if rel.startswith("long") else minutes) * 60
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        total += seconds
+        if path.exists():
+            continue
+        with sf.SoundFile(str(path), "w", rate, ch, subtype, format=fmt) as f:
+            done, n = 0, int(seconds * rate)
+            while done < n:
+                k = min(rate * 30, n - done)
+                t = (done + np.arange(k)) / rate
+                hum = 0.03 * np.cos(2 * np.pi * 50.02 * t) + 0.01 * np.cos(2 * np.pi * 150.06 * t + 1)
+                x = 0.05 * rng.standard_normal((k, ch)) + hum[:, None]
+                f.write(x if ch > 1 else x[:, 0])
+                done += k
+    return total
+
+
+def copy_baseline(src: Path, dst: Path) -> float:
+    """Decode + encode every file with humclean's audio I/O; returns wall seconds."""
+    from humclean.audio_io import AtomicWriter, BlockReader, probe
+
+    t0 = time.perf_counter()
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        info = probe(path)
+        out = dst / path.relative_to(src)
+        with BlockReader(info) as reader, AtomicWriter(out, info, dither_seed=0) as writer:
+            for block in reader.blocks(1 << 18):
+                writer.write(block)
+            writer.commit()
+    return time.perf_counter() - t0
+
+
+def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tuple[float, dict[str, float], float]:
+    """(wall seconds, per-stage seconds summed over files, pure model seconds) for one method."""
+    from humclean import zoo
+    from humclean.discover import discover
+    from humclean.pipeline import Pipeline, RunOptions
+
+    tasks, _ = discover([src], dst)
+    pipe = Pipeline(zoo.load(method, "auto"), RunOptions(force=True, overwrite=True, jobs=jobs, batch_size=batch))
+    t0 = time.perf_counter()
+    records = pipe.run(tasks)
+    wall = time.perf_counter() - t0
+    stages: dict[str, float] = defaultdict(float)
+    for r in records:
+        assert r.status == "cleaned", (r.path, r.error)
+        for k, v in r.extra.get("stage_seconds", {}).items():
+            stages[k] += v
+    return wall, dict(stages), (pipe.engine_stats.model_seconds if pipe.engine_stats else float("nan"))
+
+
+def peak_rss_long(long_file: Path, out: Path, method: str) -> float:
+    """Peak RSS (MB) of a child process cleaning the long file alone."""
+    rss_file = out.parent / "rss.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    code = (
+        "import resource, sys\n"
+        "from humclean.cli import main\n"
+        f"sys.argv = ['humclean', 'run', {str(long_file.parent)!r}, '--out', {str(out)!r}, '--model', {method!r},"
+        " '--force', '--overwrite', '-q']\n"
+        "try:\n    main()\nfinally:\n"
+        f"    open({str(rss_file)!r}, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    return int(rss_file.read_text()) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--methods", default="dsp,notch")
+    ap.add_argument("--minutes", type=float, default=2.0, help="length of each ordinary file")
+    ap.add_argument("--long-minutes", type=float, default=30.0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/humclean-throughput"))
+    args = ap.parse_args()
+    src = args.workdir / "archive"
+    audio_s = build_archive(src, args.minutes, args.long_minutes)
+    shutil.rmtree(args.workdir / "out", ignore_errors=True)
+    copy_s = copy_baseline(src, args.workdir / "out" / "copy")
+    print(f"archive: {audio_s / 60:.1f} min of audio in 5 files")
+    print(f"{'method':<10} {'seconds':>8} {'x RT':>7} {'vs copy':>8}   stages (s, summed over files)")
+    print(f"{'copy':<10} {copy_s:>8.1f} {audio_s / copy_s:>7.1f} {1.0:>8.2f}")
+    results = {}
+    for method in [m for m in args.methods.split(",") if m]:
+        wall, stages, model_s = run_method(method, src, args.workdir / "out" / method, args.jobs, args.batch_size)
+        stage_txt = " ".join(f"{k}={v:.1f}" for k, v in sorted(stages.items()))
+        print(
+            f"{method:<10} {wall:>8.1f} {audio_s / wall:>7.1f} {wall / copy_s:>8.2f}   {stage_txt} model(engine)={model_s:.1f}"
+        )
+        results[method] = {
+            "seconds": wall,
+            "x_realtime": audio_s / wall,
+            "ratio_to_copy": wall / copy_s,
+            "stages": stages,
+        }
+    first = [m for m in args.methods.split(",") if m][0]
+    rss = peak_rss_long(src / "long" / "long.wav", args.workdir / "out" / "rss", first)
+    print(f"peak RSS, {args.long_minutes:.0f}-min 48 kHz stereo file alone with {first}: {rss:.0f} MB")
+    (args.workdir / "throughput.json").write_text(json.dumps({"copy_seconds": copy_s, "audio_seconds": audio_s,
+                                                              "methods": results, "peak_rss_mb": rss}, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
