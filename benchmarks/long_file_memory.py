@@ -67,10 +67,8 @@ def main() -> None:
         write_long(long, long_s)
     rss_short, wall_short = run(short, args.workdir / "out-short", args.model)
     rss_long, wall_long = run(long, args.workdir / "out-long", args.model)
-    print(
-        f"short {short_s / 3600:.2f} h: peak RSS {rss_short:.0f} MB, {wall_short:.0f} s ({short_s / wall_short:.1f}x RT)"
-    )
-    print(f"long  {long_s / 3600:.2f} h: peak RSS {rss_long:.0f} MB, {wall_long:.0f} s ({long_s / wall_long:.1f}x RT)")
+    for label, secs, rss, wall in (("short", short_s, rss_short, wall_short), ("long", long_s, rss_long, wall_long)):
+        print(f"{label:<5} {secs / 3600:.2f} h: peak RSS {rss:.0f} MB, {wall:.0f} s ({secs / wall:.1f}x RT)")
     print(f"RSS ratio long/short: {rss_long / rss_short:.2f} (1.0 = flat); limit 2048 MB: "
           f"{'OK' if rss_long < 2048 else 'EXCEEDED'}")  # fmt: skip
 
