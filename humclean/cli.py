@@ -63,7 +63,11 @@ def main() -> None:
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
-    "--batch-size", default=16, show_default=True, type=click.IntRange(1, 4096), help="Chunks per model batch."
+    "--batch-size",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 4096),
+    help="Chunks per model batch (0: 16 on the CPU, sized from free memory on a GPU).",
 )
 @click.option(
     "--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256), help="Files decoded/encoded in parallel."
@@ -164,6 +168,10 @@ def run(
     except (HumcleanError, ValueError) as exc:
         _usage(str(exc))
 
+    if batch_size == 0:
+        from .models.torch_estimator import TorchEstimator, auto_batch_size
+
+        batch_size = auto_batch_size(estimator) if isinstance(estimator, TorchEstimator) else 16
     lock = None
     if not dry_run:
         try:

@@ -40,3 +40,17 @@ class TorchEstimator(HumEstimator):
         with torch.inference_mode():
             y = self.module(x)
         return y.float().cpu().numpy()
+
+
+def auto_batch_size(estimator: TorchEstimator, cpu_default: int = 16, cap: int = 512, budget: float = 0.5) -> int:
+    """A batch size for ``estimator``: ``cpu_default`` on the CPU; on CUDA, as many chunks as fit in
+    ``budget`` of the device's free memory, measured from one trial forward pass of a single chunk."""
+    if estimator.device.type != "cuda":
+        return cpu_default
+    free, _total = torch.cuda.mem_get_info(estimator.device)
+    torch.cuda.reset_peak_memory_stats(estimator.device)
+    before = torch.cuda.memory_allocated(estimator.device)
+    x = np.zeros((1, estimator.card.chunk_samples), dtype=np.float32)
+    estimator.estimate(x, np.zeros(1, dtype=np.int64), np.full(1, np.nan))
+    per_chunk = max(torch.cuda.max_memory_allocated(estimator.device) - before, 1 << 20)
+    return int(max(1, min(cap, budget * free // per_chunk)))
