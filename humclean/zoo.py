@@ -143,13 +143,22 @@ def load(spec: str, device: str = "auto") -> HumEstimator:
     return TorchEstimator(module, mcard, dev)
 
 
-def save(module: Any, card: ModelCard, folder: Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``module``'s weights (a plain tensor dict) and a card to ``folder``; returns the card path."""
+def save(
+    module: Any, card: ModelCard, folder: Path, extra: dict[str, Any] | None = None, half: bool = False
+) -> Path:
+    """Write ``module``'s weights (a plain tensor dict) and a card to ``folder``; returns the card path.
+
+    ``half`` stores floating-point tensors as float16 (half the size in the repository); loading
+    casts them back to the module's float32 parameters.
+    """
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / "weights.pt"
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    state = {
+        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in module.state_dict().items()
+    }
     torch.save({"state_dict": state}, weights)
     doc: dict[str, Any] = {
         "name": card.name,
@@ -159,6 +168,7 @@ def save(module: Any, card: ModelCard, folder: Path, extra: dict[str, Any] | Non
         "chunk_samples": card.chunk_samples,
         "overlap_samples": card.overlap_samples,
         "weights": weights.name,
+        "weights_dtype": "float16" if half else "float32",
         "sha256": sha256_file(weights),
         **(extra or {}),
     }

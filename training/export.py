@@ -35,6 +35,7 @@ def export(
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
     measure_golden: bool = True,
+    half: bool = True,
 ) -> Path:
     """Write ``run_dir/best.pt`` as zoo model ``name`` into ``zoo_folder``; returns the card path.
 
@@ -87,7 +88,7 @@ def export(
         "metrics": {},
         **(extra_card or {}),
     }
-    card_path = save(module, card, zoo_folder, extra)
+    card_path = save(module, card, zoo_folder, extra, half=half)
     if measure_golden:
         record_golden(zoo_folder)
     return card_path
