@@ -225,3 +225,19 @@ def test_shards_partition_the_tree_and_merge(tmp_path: Path) -> None:
     assert _invoke("run", str(src), "--out", str(dst), "--model", "dsp", "-q")[0] == 0
     assert {r["status"] for r in _report(dst / "humclean-report.csv").values()} == {"skipped"}
     assert _invoke("run", str(src), "--out", str(dst), "--shard", "4/3")[0] == 2
+
+
+def test_second_run_on_a_locked_output_tree_is_refused(tmp_path: Path) -> None:
+    from humclean.report import DestLock
+
+    src = _archive(tmp_path)
+    dst = tmp_path / "clean"
+    holder = DestLock(dst)
+    assert holder.acquire()
+    try:
+        code, out = _invoke("run", str(src), "--out", str(dst), "--model", "dsp", "-q")
+        assert code == 2 and "another humclean run" in out
+        assert not (dst / "a").exists(), "the refused run wrote nothing"
+    finally:
+        holder.release()
+    assert _invoke("run", str(src), "--out", str(dst), "--model", "dsp", "-q")[0] == 0
