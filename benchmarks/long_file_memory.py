@@ -39,12 +39,14 @@ def run(src: Path, out: Path, model: str) -> tuple[float, float]:
     """(peak RSS in MB of a child running ``humclean run`` on ``src`` alone, wall seconds)."""
     rss_file = out.parent / f"{out.name}.rss"
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from humclean.cli import main\n"
         f"sys.argv = ['humclean', 'run', {str(src.parent)!r}, '--out', {str(out)!r}, '--model', {model!r},"
         f" '--overwrite', '-q', '--include', {src.name!r}]\n"
         "try:\n    main()\nfinally:\n"
-        f"    open({str(rss_file)!r}, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+        # VmHWM, not ru_maxrss: the kernel carries ru_maxrss over fork+exec from a large parent
+        "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        f"    open({str(rss_file)!r}, 'w').write(hwm)\n"
     )
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True)

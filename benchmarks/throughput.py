@@ -95,12 +95,14 @@ def peak_rss_long(long_file: Path, out: Path, method: str) -> float:
     rss_file = out.parent / "rss.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from humclean.cli import main\n"
         f"sys.argv = ['humclean', 'run', {str(long_file.parent)!r}, '--out', {str(out)!r}, '--model', {method!r},"
         " '--force', '--overwrite', '-q']\n"
         "try:\n    main()\nfinally:\n"
-        f"    open({str(rss_file)!r}, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+        # VmHWM, not ru_maxrss: the kernel carries ru_maxrss over fork+exec from a large parent
+        "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        f"    open({str(rss_file)!r}, 'w').write(hwm)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=False)
     return int(rss_file.read_text()) / 1024
