@@ -182,6 +182,19 @@ class DspCanceller(RowwiseEstimator):
         self.shrink = shrink
         self.cp_factor = cp_factor
 
+    def analyse(self, seg: np.ndarray, hint: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Refined fundamental, harmonic numbers ``[K]``, each line's SNR and noise ``[K]``; None if no mains."""
+        spec, df = self._spectrum(seg)
+        f0 = self._pick_f0(spec, df, hint)
+        if f0 is None:
+            return None
+        k_max = int(min(MAX_HARMONICS, math.floor((SAMPLE_RATE / 2 - 40) / (f0 + 0.3))))
+        ks = np.arange(1, k_max + 1)
+        snr, _ = self._line_snr(spec, df, f0, ks, seg.shape[0])
+        f0 = self._refine_f0(spec, df, f0, ks, snr)
+        snr, noise = self._line_snr(spec, df, f0, ks, seg.shape[0])
+        return f0, ks, snr, noise
+
     # ------------------------------------------------------------------ public
     def estimate_one(self, x: np.ndarray, start: int, hint: float) -> np.ndarray:
         n = x.shape[0]
@@ -201,15 +214,10 @@ class DspCanceller(RowwiseEstimator):
             return np.zeros(n)
 
         seg = x[lo:hi]
-        spec, df = self._spectrum(seg)
-        f0 = self._pick_f0(spec, df, hint)
-        if f0 is None:
+        lines = self.analyse(seg, hint)
+        if lines is None:
             return np.zeros(n)
-        k_max = int(min(MAX_HARMONICS, math.floor((SAMPLE_RATE / 2 - 40) / (f0 + 0.3))))
-        ks = np.arange(1, k_max + 1)
-        snr, noise = self._line_snr(spec, df, f0, ks, hi - lo)
-        f0 = self._refine_f0(spec, df, f0, ks, snr)
-        snr, noise = self._line_snr(spec, df, f0, ks, hi - lo)
+        f0, ks, snr, noise = lines
 
         t = (np.arange(n) - lo) / SAMPLE_RATE
         phi = 2 * np.pi * f0 * t

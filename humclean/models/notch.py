@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from humclean.models.base import ModelCard, RowwiseEstimator
-from humclean.models.dsp import MAX_HARMONICS, SAMPLE_RATE, DspCanceller
+from humclean.models.dsp import SAMPLE_RATE, DspCanceller
 
 __all__ = ["NotchComb"]
 
@@ -88,16 +88,10 @@ class NotchComb(RowwiseEstimator):
         if hi - lo < SAMPLE_RATE // 2:
             return np.zeros(n)
         seg = x[lo:hi]
-        an = self._analysis
-        spec, df = an._spectrum(seg)
-        f0 = an._pick_f0(spec, df, hint)
-        if f0 is None:
+        lines = self._analysis.analyse(seg, hint)
+        if lines is None:
             return np.zeros(n)
-        k_max = int(min(MAX_HARMONICS, math.floor((SAMPLE_RATE / 2 - 40) / (f0 + 0.3))))
-        ks = np.arange(1, k_max + 1)
-        snr, _ = an._line_snr(spec, df, f0, ks, hi - lo)
-        f0 = an._refine_f0(spec, df, f0, ks, snr)
-        snr, _ = an._line_snr(spec, df, f0, ks, hi - lo)
+        f0, ks, snr, _ = lines
         present = ks[snr >= self.min_snr]
         if present.size == 0:
             return np.zeros(n)
