@@ -541,9 +541,7 @@ class BlockReader:
         # stderr goes to a file, not a pipe: a chatty ffmpeg must never block on a full pipe
         self._stderr = tempfile.TemporaryFile()
         try:
-            self._proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL
-            )
+            self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL)
         except OSError as exc:
             raise DecodeError(f"cannot start ffmpeg: {exc}") from None
         assert self._proc.stdout is not None
@@ -819,9 +817,7 @@ class AtomicWriter:
                 elif subtype == "OPUS":
                     kwargs = {"compression_level": _opus_level(like.channels, like.bitrate)}
                 elif subtype == "VORBIS":
-                    kwargs = {
-                        "compression_level": _vorbis_level(like.sample_rate, like.channels, like.bitrate)
-                    }
+                    kwargs = {"compression_level": _vorbis_level(like.sample_rate, like.channels, like.bitrate)}
         strings: dict[str, str] = {}
         if self.copy_metadata and like.backend == "soundfile" and not self._riff_copy:
             from humclean.metadata import read_sndfile_strings
@@ -890,9 +886,7 @@ class AtomicWriter:
         ]
         self._stderr = tempfile.TemporaryFile()
         try:
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr
-            )
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
         except OSError as exc:
             raise EncodeError(f"cannot start ffmpeg: {exc}") from None
 

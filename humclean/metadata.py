@@ -151,9 +151,9 @@ def _copy_easy(src: Path, dst: Path, s: Any, d: Any) -> list[str]:
     if se is not None and de is not None and se.tags:
         if de.tags is None:
             de.add_tags()
-        for key in se.tags.keys():
-            with contextlib.suppress(KeyError, ValueError):
-                de.tags[key] = se.tags[key]
+        for key, value in _easy_items(se.tags):
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                de.tags[key] = value
                 copied.append(key)
         de.save()
     if isinstance(d, FLAC):
@@ -165,6 +165,28 @@ def _copy_easy(src: Path, dst: Path, s: Any, d: Any) -> list[str]:
             copied.append("picture")
         d.save()
     return copied
+
+
+# ID3 frames that mutagen's "easy" interface cannot give for every container (WAV/AIFF hold raw ID3)
+_ID3_EASY = {
+    "TIT2": "title", "TPE1": "artist", "TALB": "album", "TPE2": "albumartist", "TDRC": "date",
+    "TCON": "genre", "TRCK": "tracknumber", "TPOS": "discnumber", "TCOM": "composer", "TCOP": "copyright",
+    "TSRC": "isrc", "TIT3": "version", "TENC": "encodedby", "TLAN": "language",
+}  # fmt: skip
+
+
+def _easy_items(tags: Any) -> list[tuple[str, list[str]]]:
+    """(easy key, list of strings) for every tag; raw ID3 frames (WAV/AIFF) are mapped by frame id."""
+    from mutagen.id3 import ID3
+
+    if isinstance(tags, ID3):
+        out = []
+        for frame_id, key in _ID3_EASY.items():
+            frame = tags.get(frame_id)
+            if frame is not None:
+                out.append((key, [str(t) for t in frame.text]))
+        return out
+    return [(k, v) for k, v in tags.items() if isinstance(v, list) and all(isinstance(x, str) for x in v)]
 
 
 def _pictures(s: Any) -> list[tuple[bytes, str, int, str]]:

@@ -246,7 +246,11 @@ def _clean(
         with (
             BlockReader(info) as reader,
             AtomicWriter(
-                dest, info, dither_seed=seed, format_override=options.format_override, coding_history=history
+                dest,
+                info,
+                dither_seed=seed,
+                format_override=None if info.lossless else options.format_override,
+                coding_history=history,
             ) as writer,
         ):
             dither = np.asarray(process, dtype=bool)
@@ -422,7 +426,16 @@ class Pipeline:
         """Probe everything first: (readable tasks with their info, error records emitted at once)."""
         errors: list[FileRecord] = []
         todo: list[tuple[FileTask, AudioInfo]] = []
+        taken = {t.dest.as_posix().casefold() for t in tasks}
         for task, info, err in self.probe_all(tasks):
+            if info is not None and self.options.format_override and not info.lossless:
+                # lossy inputs become FLAC (no second generation of lossy coding): name them so
+                flac = task.dest.with_suffix(".flac")
+                if flac.as_posix().casefold() in taken:
+                    info, err = None, f"output {flac} (FLAC instead of {info.container}) collides with another output"
+                else:
+                    taken.add(flac.as_posix().casefold())
+                    task = replace(task, dest=flac)
             if info is None:
                 errors.append(self.emit(FileRecord(path=task.rel.as_posix(), status="error", error=err)))
             else:

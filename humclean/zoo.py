@@ -143,9 +143,7 @@ def load(spec: str, device: str = "auto") -> HumEstimator:
     return TorchEstimator(module, mcard, dev)
 
 
-def save(
-    module: Any, card: ModelCard, folder: Path, extra: dict[str, Any] | None = None, half: bool = False
-) -> Path:
+def save(module: Any, card: ModelCard, folder: Path, extra: dict[str, Any] | None = None, half: bool = False) -> Path:
     """Write ``module``'s weights (a plain tensor dict) and a card to ``folder``; returns the card path.
 
     ``half`` stores floating-point tensors as float16 (half the size in the repository); loading

@@ -65,9 +65,7 @@ MATRIX: list[tuple[str, str, list[tuple[int, int]]]] = [
 ]
 CASES = [pytest.param(c, s, r, ch, id=f"{c}-{s}-{r}-{ch}ch") for c, s, pairs in MATRIX for r, ch in pairs]
 PCM_CASES = [
-    pytest.param(c, s, id=f"{c}-{s}")
-    for c, s, _ in MATRIX
-    if s.startswith("PCM_") or s in ("FLOAT", "DOUBLE")
+    pytest.param(c, s, id=f"{c}-{s}") for c, s, _ in MATRIX if s.startswith("PCM_") or s in ("FLOAT", "DOUBLE")
 ]
 
 
@@ -76,9 +74,7 @@ def _signal(frames: int, channels: int, seed: int = 0, peak: float = 0.8) -> np.
     return rng.uniform(-peak, peak, (frames, channels))
 
 
-def _write(
-    tmp_path: Path, container: str, subtype: str, rate: int, channels: int, frames: int = FRAMES
-) -> Path:
+def _write(tmp_path: Path, container: str, subtype: str, rate: int, channels: int, frames: int = FRAMES) -> Path:
     path = tmp_path / f"src_{container}_{subtype}_{rate}_{channels}.{EXT[container]}"
     sf.write(str(path), _signal(frames, channels), rate, subtype=subtype, format=container)
     return path
@@ -314,11 +310,7 @@ def test_exception_leaves_no_temp_and_no_dest(tmp_path: Path) -> None:
     dest = tmp_path / "deep" / "er" / "x.wav"
     with pytest.raises(RuntimeError, match="boom"), AtomicWriter(dest, info, dither_seed=0) as w:
         w.write(np.zeros((50, 1)))
-        assert (
-            w.temp.exists()
-            and w.temp.parent == dest.parent
-            and w.temp.name.startswith(".x.wav.humclean-tmp-")
-        )
+        assert w.temp.exists() and w.temp.parent == dest.parent and w.temp.name.startswith(".x.wav.humclean-tmp-")
         raise RuntimeError("boom")
     assert not dest.exists()
     assert list(dest.parent.iterdir()) == []
@@ -506,9 +498,7 @@ def _ffmpeg_make(
 @pytest.mark.parametrize(("rate", "channels", "kbps"), [(44100, 2, 128), (8000, 1, 24), (96000, 6, 384)])
 def test_ffmpeg_m4a_aac(tmp_path: Path, rate: int, channels: int, kbps: int) -> None:
     src = tmp_path / "a.m4a"
-    _ffmpeg_make(
-        src, 1.0, rate, channels, ["-c:a", "aac", "-b:a", f"{kbps}k"], {"title": "Hum Test", "artist": "Me"}
-    )
+    _ffmpeg_make(src, 1.0, rate, channels, ["-c:a", "aac", "-b:a", f"{kbps}k"], {"title": "Hum Test", "artist": "Me"})
     info = probe(src)
     assert (info.backend, info.container, info.subtype) == ("ffmpeg", "M4A", "aac")
     assert (info.sample_rate, info.channels) == (rate, channels)

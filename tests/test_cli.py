@@ -241,3 +241,37 @@ def test_second_run_on_a_locked_output_tree_is_refused(tmp_path: Path) -> None:
     finally:
         holder.release()
     assert _invoke("run", str(src), "--out", str(dst), "--model", "dsp", "-q")[0] == 0
+
+
+def test_format_flac_applies_to_lossy_inputs_only_and_keep_mtime(tmp_path: Path) -> None:
+    """--format flac: an MP3 becomes name.flac with its tags; a WAV with an ID3 chunk stays WAV, chunk intact."""
+    from mutagen.flac import FLAC
+    from mutagen.id3 import TIT2, TPE1
+    from mutagen.mp3 import MP3
+    from mutagen.wave import WAVE
+
+    src = tmp_path / "src"
+    rate, n = 44100, 44100 * 3
+    write_audio(src / "oral.wav", noise(n, 1, 2, 0.05) + _hum(n, rate), rate, "PCM_16")
+    write_audio(src / "talk.mp3", noise(n, 1, 3, 0.05) + _hum(n, rate), rate, "MPEG_LAYER_III", "MP3")
+    for path, cls in ((src / "oral.wav", WAVE), (src / "talk.mp3", MP3)):
+        f = cls(str(path))
+        f.add_tags()
+        f.tags.add(TIT2(encoding=3, text="Interview 7"))
+        f.tags.add(TPE1(encoding=3, text="A. Speaker"))
+        f.save()
+    os.utime(src / "oral.wav", ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    args = ["run", str(src), "--out", str(tmp_path / "o"), "--model", "dsp", "--format", "flac", "--keep-mtime", "-q"]
+    code, out = _invoke(*args)
+    assert code == 0, out
+    rows = _report(tmp_path / "o" / "humclean-report.csv")
+    assert rows["oral.wav"]["status"] == rows["talk.mp3"]["status"] == "cleaned", rows
+    assert not (tmp_path / "o" / "talk.mp3").exists()
+    f = FLAC(str(tmp_path / "o" / "talk.flac"))
+    assert f["title"] == ["Interview 7"] and f["artist"] == ["A. Speaker"]
+    assert sf.info(str(tmp_path / "o" / "oral.wav")).format == "WAV"
+    assert WAVE(str(tmp_path / "o" / "oral.wav")).tags["TIT2"].text == ["Interview 7"]
+    assert (tmp_path / "o" / "oral.wav").stat().st_mtime_ns == 1_600_000_000_000_000_000
+    # the re-run finds the renamed output up to date
+    assert _invoke(*args)[0] == 0
+    assert {r["status"] for r in _report(tmp_path / "o" / "humclean-report.csv").values()} == {"skipped"}

@@ -42,8 +42,9 @@ def test_dataset_build_writes_pairs_and_metadata(tmp_path: Path) -> None:
 def test_evaluate_scores_methods_side_by_side(tmp_path: Path) -> None:
     clean = _clean_folder(tmp_path / "clean")
     out = tmp_path / "results.csv"
-    res = CliRunner().invoke(main, ["evaluate", "--clean", str(clean), "--methods", "identity,dsp", "--snr", "0,10",
-                                    "--out", str(out), "--plot", str(tmp_path / "plot.svg"), "--spectrograms", "1"])  # fmt: skip
+    args = ["evaluate", "--clean", str(clean), "--methods", "identity,dsp", "--snr", "0,10", "--out", str(out),
+            "--plot", str(tmp_path / "plot.svg"), "--spectrograms", "1"]  # fmt: skip
+    res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from humclean.training.golden import golden_si_sdr
 
 from humclean import zoo
-from humclean.training.golden import golden_si_sdr
 
 TOLERANCE_DB = 0.5
 # Built-in methods carry no card; their golden figures are pinned here (measured with golden_si_sdr).

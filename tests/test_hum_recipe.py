@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from humclean.training.hum import RECIPE_VERSION, mix, render, sample_params
 
 

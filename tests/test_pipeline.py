@@ -200,6 +200,7 @@ def test_m4a_through_ffmpeg(tmp_path: Path) -> None:
     assert recs[0].status == "cleaned", recs[0].error
     assert recs[0].format.upper() in ("M4A", "MP4")
     assert recs[0].hum_db_out < recs[0].hum_db_in - 20
-    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels",
-                            "-of", "csv=p=0", str(tmp_path / "out" / "talk.m4a")], capture_output=True, text=True)  # fmt: skip
+    cmd = ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels", "-of", "csv=p=0",
+           str(tmp_path / "out" / "talk.m4a")]  # fmt: skip
+    probe = subprocess.run(cmd, capture_output=True, text=True)
     assert probe.stdout.strip() == "aac,44100,2"
