@@ -651,7 +651,9 @@ class _Quantiser:
 
 
 def _temp_sibling(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
+    # keep the temp name within NAME_MAX (255 bytes) even for very long output names
+    stem = dest.name.encode()[:150].decode(errors="ignore")
+    return dest.with_name(f".{stem}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def _fsync_path(path: Path) -> None:

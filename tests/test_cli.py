@@ -275,3 +275,52 @@ def test_format_flac_applies_to_lossy_inputs_only_and_keep_mtime(tmp_path: Path)
     # the re-run finds the renamed output up to date
     assert _invoke(*args)[0] == 0
     assert {r["status"] for r in _report(tmp_path / "o" / "humclean-report.csv").values()} == {"skipped"}
+
+
+def test_bad_inputs_each_get_one_line_and_the_rest_is_done(tmp_path: Path) -> None:
+    """A small corpus of bad inputs next to good ones, plus unicode and very long names that must work."""
+    import struct
+
+    src = _archive(tmp_path)
+    good = (src / "clean.wav").read_bytes()
+    bad = src / "bad"
+    bad.mkdir()
+    (bad / "zero.wav").write_bytes(b"")
+    (bad / "header.wav").write_bytes(good[:20])
+    (bad / "text.wav").write_text("RIFF? no, just words\n" * 20)
+    fmt = struct.pack("<HHIIHH", 1, 1, 0, 0, 2, 16)  # 0 Hz
+    (bad / "zero-rate.wav").write_bytes(
+        b"RIFF"
+        + struct.pack("<I", 36 + 8)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", 8)
+        + b"\0" * 8
+    )
+    x = np.zeros(16000, dtype=np.float32)
+    x[100] = np.nan
+    write_audio(bad / "nan.wav", x, 16000, "FLOAT")
+    flac = write_audio(tmp_path / "tmp.flac", noise(44100 * 4, 1, 1, 0.05), 44100, "PCM_16").read_bytes()
+    (bad / "wrong-ext.mp3").write_bytes(flac)  # a FLAC named .mp3: content decides, it is cleaned or passed
+    rate, n = 16000, 16000 * 2
+    sig = noise(n, 1, 5, 0.05) + _hum(n, rate)
+    write_audio(src / "unicode" / "Überspielung – 東京 ☃.wav", sig, rate, "PCM_16")
+    long_name = "x" * 240 + ".wav"
+    write_audio(src / "long" / long_name, sig, rate, "PCM_16")
+    before = tree_digest(src)
+    code, out = _invoke("run", str(src), "--out", str(tmp_path / "o"), "--model", "dsp", "-q")
+    assert code == 1
+    rows = _report(tmp_path / "o" / "humclean-report.csv")
+    for name in ("zero.wav", "header.wav", "text.wav", "zero-rate.wav", "nan.wav"):
+        row = rows[f"bad/{name}"]
+        assert row["status"] == "error" and row["error"] and "\n" not in row["error"], row
+        assert not (tmp_path / "o" / "bad" / name).exists()
+    assert rows["bad/wrong-ext.mp3"]["status"] in ("cleaned", "no_hum")
+    assert rows["unicode/Überspielung – 東京 ☃.wav"]["status"] == "cleaned"
+    assert rows[f"long/{long_name}"]["status"] == "cleaned"
+    assert rows["a/tape1.wav"]["status"] == "cleaned"
+    assert tree_digest(src) == before
+    assert not list((tmp_path / "o").rglob("*.humclean-tmp-*"))
