@@ -115,6 +115,12 @@ def main() -> None:
     "--dask", "dask_address", envvar="HUMCLEAN_DASK", help="Dask scheduler address: distribute files over its workers."
 )
 @click.option("--shard", "shard_spec", help="K/N: process only the K-th of N deterministic parts (job arrays).")
+@click.option(
+    "--provenance",
+    "provenance_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write one provenance JSON for the run (audio MD5s, model sha256, options, mains, hum levels).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, only errors.")
 def run(
     sources: tuple[Path, ...],
@@ -137,6 +143,7 @@ def run(
     keep_mtime: bool,
     dask_address: str | None,
     shard_spec: str | None,
+    provenance_path: Path | None,
     quiet: bool,
 ) -> None:
     """Clean every recording under SOURCES into the mirrored tree --out."""
@@ -226,7 +233,7 @@ def run(
     options = RunOptions(
         dry_run=dry_run, force=force, overwrite=overwrite, checksum=checksum, jobs=jobs, batch_size=batch_size,
         segment_seconds=segment_seconds, reference_root=reference, format_override=format_override,
-        keep_mtime=keep_mtime,
+        keep_mtime=keep_mtime, provenance=provenance_path is not None and not dry_run,
     )  # fmt: skip
     pipeline = Pipeline(estimator, options, manifest, on_record, progress)
     try:
@@ -245,8 +252,16 @@ def run(
             writer.close()
         if lock:
             lock.release()
-    from .report import summarise
+    from .report import summarise, write_provenance
 
+    if options.provenance and provenance_path is not None:
+        from dataclasses import asdict
+
+        card = estimator.card
+        model_doc = {"name": card.name, "ident": card.ident, "sha256": card.sha256, "arch": card.arch,
+                     "arch_args": card.arch_args, "sample_rate": card.sample_rate}  # fmt: skip
+        opts_doc = {k: v for k, v in asdict(options).items() if k != "provenance"}
+        write_provenance(provenance_path, records, model_doc, opts_doc, __version__)
     summary = summarise(records, time.perf_counter() - t0)
     if dry_run:
         _print_dry_run(records)

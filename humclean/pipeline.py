@@ -58,6 +58,7 @@ class RunOptions:
     reference_root: Path | None = None
     format_override: str | None = None
     keep_mtime: bool = False
+    provenance: bool = False
 
     def key(self, card: ModelCard) -> str:
         """Identity of the model and options that change an output (for the up-to-date manifest)."""
@@ -179,6 +180,7 @@ class _FileContext:
     reference_root: Path | None = None
     channels: list[_ChannelState] = field(default_factory=list)
     stages: _Stages = field(default_factory=_Stages)
+    input_md5: Any = field(default_factory=hashlib.md5)
 
 
 def _model_rate_core(seg: _Segment, geom: _Geometry, y: np.ndarray) -> np.ndarray:
@@ -266,6 +268,7 @@ def _clean(
                             f0 = st.detection.f0_hz if st.detection and st.detection.f0_hz else math.nan
                             pending.append((c, _hum_for_channel(seg, geom, y[:, c], engine, f0)))
                 x_core = seg.core
+                ctx.input_md5.update(np.ascontiguousarray(x_core, dtype="<f8").tobytes())
                 out = x_core.copy()
                 for c, (future, starts, hum_start, hum_len) in pending:
                     with stage("model"):
@@ -352,6 +355,16 @@ def _score_block(score: ReferenceScore, ref: _Frames, inp: np.ndarray, out: np.n
         return "reference is shorter than the input"
     score.update(inp, out, r)
     return ""
+
+
+def audio_md5(info: AudioInfo) -> str:
+    """MD5 of a file's decoded samples: interleaved little-endian float64, in humclean's scale
+    (PCM as int / 2**31), so that two files with the same audio hash alike whatever their container."""
+    h = hashlib.md5()
+    with BlockReader(info) as reader:
+        for block in reader.blocks(1 << 16):
+            h.update(np.ascontiguousarray(block, dtype="<f8").tobytes())
+    return h.hexdigest()
 
 
 def _score_unchanged(ctx: _FileContext) -> tuple[ReferenceScore | None, str]:
@@ -559,6 +572,8 @@ class Pipeline:
             if not any(process):
                 copy_atomic(task.src, task.dest)
                 ident = self._finish_output(task, src_state)
+                if opts.provenance:
+                    ident["input_audio_md5"] = ident["output_audio_md5"] = audio_md5(info)
                 score, note = _score_unchanged(ctx)
                 if self.progress:
                     self.progress(info.duration_s / 2)
@@ -567,6 +582,9 @@ class Pipeline:
                                   extra={**ident, **({"note": note} if note else {})})  # fmt: skip
             clipped, score, note = _clean(ctx, engine, task.dest, process, opts, self.progress)
             ident = self._finish_output(task, src_state)
+            if opts.provenance:
+                ident["input_audio_md5"] = ctx.input_md5.hexdigest()
+                ident["output_audio_md5"] = audio_md5(probe(task.dest))
             ident["stage_seconds"] = {k: round(v, 4) for k, v in ctx.stages.seconds.items()}
             if note:
                 ident["note"] = note

@@ -239,3 +239,35 @@ def merge_reports(paths: list[Path], out: Path) -> list[dict[str, str]]:
             w.writerow(rows[key])
     os.replace(tmp, out)
     return [rows[k] for k in sorted(rows)]
+
+
+def write_provenance(
+    path: Path, records: list[FileRecord], model: dict[str, Any], options: dict[str, Any], version: str
+) -> None:
+    """One provenance JSON for the run: tool, model identity, options and, per output, the input's
+    sha256, input and output audio MD5, mains frequency and hum levels before and after."""
+    keep = ("input_sha256", "input_audio_md5", "output_audio_md5")
+    files = [
+        {
+            "path": r.path,
+            "output": r.output,
+            "status": r.status,
+            **{k: r.extra[k] for k in keep if k in r.extra},
+            "f0_hz": r.f0_hz,
+            "harmonics": r.harmonics,
+            "hum_db_in": r.hum_db_in,
+            "hum_db_out": r.hum_db_out,
+            "clipped_samples": r.clipped_samples,
+        }
+        for r in sorted(records, key=lambda r: r.path)
+        if r.status in ("cleaned", "no_hum")
+    ]
+    for f in files:
+        for k, v in list(f.items()):
+            if isinstance(v, float) and not math.isfinite(v):
+                f[k] = None
+    doc = {"tool": "humclean", "version": version, "model": model, "options": options, "files": files}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.humclean-tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

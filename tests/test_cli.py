@@ -324,3 +324,30 @@ def test_bad_inputs_each_get_one_line_and_the_rest_is_done(tmp_path: Path) -> No
     assert rows["a/tape1.wav"]["status"] == "cleaned"
     assert tree_digest(src) == before
     assert not list((tmp_path / "o").rglob("*.humclean-tmp-*"))
+
+
+def test_provenance_records_audio_md5_model_and_levels(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    src = _archive(tmp_path)
+    prov = tmp_path / "prov.json"
+    code, out = _invoke(
+        "run", str(src), "--out", str(tmp_path / "o"), "--model", "dsp", "--provenance", str(prov), "-q"
+    )
+    assert code == 0, out
+    doc = json.loads(prov.read_text())
+    assert doc["tool"] == "humclean" and doc["model"]["name"] == "dsp"
+    files = {f["path"]: f for f in doc["files"]}
+    assert set(files) == {"a/tape1.wav", "a/b/tape2.flac", "clean.wav"}
+
+    def md5(path: Path) -> str:
+        x, _ = sf.read(str(path), dtype="int32", always_2d=True)
+        return hashlib.md5(np.ascontiguousarray(x / 2**31, dtype="<f8").tobytes()).hexdigest()
+
+    tape = files["a/tape1.wav"]
+    assert tape["input_audio_md5"] == md5(src / "a" / "tape1.wav")
+    assert tape["output_audio_md5"] == md5(tmp_path / "o" / "a" / "tape1.wav") != tape["input_audio_md5"]
+    assert tape["hum_db_out"] < tape["hum_db_in"] - 20 and abs(tape["f0_hz"] - 50) < 0.1
+    assert files["clean.wav"]["input_audio_md5"] == files["clean.wav"]["output_audio_md5"]
+    assert tape["input_sha256"] == hashlib.sha256((src / "a" / "tape1.wav").read_bytes()).hexdigest()
