@@ -351,3 +351,29 @@ def test_provenance_records_audio_md5_model_and_levels(tmp_path: Path) -> None:
     assert tape["hum_db_out"] < tape["hum_db_in"] - 20 and abs(tape["f0_hz"] - 50) < 0.1
     assert files["clean.wav"]["input_audio_md5"] == files["clean.wav"]["output_audio_md5"]
     assert tape["input_sha256"] == hashlib.sha256((src / "a" / "tape1.wav").read_bytes()).hexdigest()
+
+
+def test_full_disk_fails_the_file_cleanly(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE stands in for a full disk: the big output fails with a one-line error, nothing partial
+    is left, the small one is written, exit 1."""
+    src = tmp_path / "src"
+    rate = 48000
+    write_audio(src / "small.wav", noise(rate, 1, 1, 0.05) + _hum(rate, rate), rate, "PCM_16")
+    write_audio(src / "big.wav", noise(rate * 20, 2, 2, 0.05) + _hum(rate * 20, rate)[:, None], rate, "PCM_24")
+    dst = tmp_path / "o"
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))\n"
+        "from humclean.cli import main\n"
+        f"sys.argv = ['humclean', 'run', {str(src)!r}, '--out', {str(dst)!r}, '--model', 'dsp', '-q']\n"
+        "main()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stderr
+    rows = _report(dst / "humclean-report.csv")
+    assert rows["big.wav"]["status"] == "error" and "\n" not in rows["big.wav"]["error"]
+    assert rows["small.wav"]["status"] == "cleaned"
+    assert not (dst / "big.wav").exists()
+    assert not list(dst.rglob("*.humclean-tmp-*"))
+    assert sf.info(str(dst / "small.wav")).frames == rate
