@@ -954,8 +954,23 @@ class AtomicWriter:
             msg = self._ffmpeg_error() if self._proc is not None else ""
             raise EncodeError(f"write failed: {msg or exc}") from None
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise EncodeError(f"write failed: {_sf_message(exc)}") from None
+            raise EncodeError(f"write failed: {_sf_message(exc)}{self._space_hint()}") from None
         self.frames_written += block.shape[0]
+
+    def _space_hint(self) -> str:
+        """libsndfile reports ENOSPC/EFBIG only as "System error": say which limit is the likely cause."""
+        import resource
+        import shutil
+
+        hints = []
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(self.temp.parent).free < (64 << 20):
+                hints.append("disk nearly full")
+        with contextlib.suppress(OSError, ValueError):
+            soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+            if soft != resource.RLIM_INFINITY and self.temp.stat().st_size >= soft - (1 << 20):
+                hints.append(f"file size limit {soft} bytes reached")
+        return f" ({', '.join(hints)})" if hints else ""
 
     def commit(self) -> Path:
         """Finish encoding, carry tags over, fsync and ``os.replace`` onto ``dest``."""

@@ -373,6 +373,7 @@ def test_full_disk_fails_the_file_cleanly(tmp_path: Path) -> None:
     assert res.returncode == 1, res.stderr
     rows = _report(dst / "humclean-report.csv")
     assert rows["big.wav"]["status"] == "error" and "\n" not in rows["big.wav"]["error"]
+    assert "file size limit" in rows["big.wav"]["error"]
     assert rows["small.wav"]["status"] == "cleaned"
     assert not (dst / "big.wav").exists()
     assert not list(dst.rglob("*.humclean-tmp-*"))
