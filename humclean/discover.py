@@ -110,10 +110,13 @@ def discover(
     for t in tasks:
         key = t.rel.as_posix().casefold()
         err = ""
+        dest_resolved = t.dest.resolve()
         if key in by_key:
             err = f"output {t.dest} collides with the output of {by_key[key]}"
-        elif t.dest.resolve() in input_reals:
+        elif dest_resolved in input_reals:
             err = f"output {t.dest} would overwrite an input"
+        elif not _inside(dest_resolved, dest_real):
+            err = f"output {t.dest} resolves outside {dest_root} (symlink in the output tree)"
         else:
             by_key[key] = t.src
         checked.append(FileTask(t.src, t.rel, t.dest, err) if err else t)

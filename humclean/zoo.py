@@ -127,8 +127,9 @@ def load(spec: str, device: str = "auto") -> HumEstimator:
         module = build(card["arch"], card.get("arch_args", {}))
         module.load_state_dict(state["state_dict"] if "state_dict" in state else state)
         dev = resolve_device(device)
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise ModelError(f"cannot load model {spec!r}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - weights_only refusals (UnpicklingError) and any malformed file
+        msg = " ".join(str(exc).split())[:200]
+        raise ModelError(f"cannot load model {spec!r}: {type(exc).__name__}: {msg}") from exc
     extra = {k: v for k, v in card.items() if k not in _CARD_KEYS + ("arch", "arch_args", "sha256")}
     mcard = ModelCard(
         name=card["name"],

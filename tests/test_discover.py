@@ -69,3 +69,12 @@ def test_single_file_source(tmp_path: Path) -> None:
     write_audio(tmp_path / "src" / "x.flac", noise(800, 1, 0), 8000, "PCM_16")
     tasks, _ = discover([tmp_path / "src" / "x.flac"], tmp_path / "dst")
     assert [t.dest for t in tasks] == [tmp_path / "dst" / "x.flac"]
+
+
+def test_outputs_never_escape_the_output_tree(tmp_path: Path) -> None:
+    write_audio(tmp_path / "src" / "sub" / "x.wav", noise(800, 1, 0), 8000, "PCM_16")
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "dst" / "sub")
+    tasks, _ = discover([tmp_path / "src"], tmp_path / "dst")
+    assert "outside" in tasks[0].error
