@@ -378,3 +378,36 @@ def test_full_disk_fails_the_file_cleanly(tmp_path: Path) -> None:
     assert not (dst / "big.wav").exists()
     assert not list(dst.rglob("*.humclean-tmp-*"))
     assert sf.info(str(dst / "small.wav")).frames == rate
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
+    import random
+
+    src = tmp_path / "src"
+    rate = 48000
+    for i in range(3):
+        n = rate * (6 + 3 * i)
+        write_audio(src / f"t{i}.wav", noise(n, 2, 30 + i, 0.05) + _hum(n, rate)[:, None], rate, "PCM_16")
+    write_audio(src / "f.flac", noise(44100 * 8, 1, 9, 0.05) + _hum(44100 * 8, 44100), 44100, "PCM_24")
+
+    def cmd(dst: Path) -> list[str]:
+        return [sys.executable, "-m", "humclean.cli", "run", str(src), "--out", str(dst), "--model", "dsp",
+                "--segment-seconds", "2", "--jobs", "2", "-q"]  # fmt: skip
+
+    ref = tmp_path / "ref"
+    assert subprocess.run(cmd(ref), capture_output=True, timeout=300).returncode == 0
+    dst = tmp_path / "killed"
+    rng = random.Random(1234)
+    for _ in range(3):
+        proc = subprocess.Popen(cmd(dst), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.5, 4.0))  # torch import takes ~1.5 s; kills land during the work
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for f in dst.rglob("*.wav"):  # whatever exists under a final name is complete
+            if ".humclean-tmp-" not in f.name:
+                assert sf.info(str(f)).frames == sf.info(str(src / f.relative_to(dst))).frames
+    assert subprocess.run(cmd(dst), capture_output=True, timeout=300).returncode == 0
+    for f in sorted(src.iterdir()):
+        assert (dst / f.name).read_bytes() == (ref / f.name).read_bytes(), f.name
+    assert not list(dst.rglob("*.humclean-tmp-*"))
