@@ -90,6 +90,9 @@ def copy_tags(src: Path, dst: Path) -> list[str]:
     return copied
 
 
+_FLAC_CARRIED_BLOCKS = (2, 5)
+
+
 def _copy_same(s: Any, d: Any) -> list[str]:
     from mutagen.flac import FLAC
     from mutagen.id3 import ID3
@@ -110,6 +113,11 @@ def _copy_same(s: Any, d: Any) -> list[str]:
             for pic in s.pictures:
                 d.add_picture(pic)
             copied += ["picture"] * len(s.pictures)
+            # APPLICATION (2) and CUESHEET (5) blocks describe the recording, not the encoding:
+            # carried over byte for byte (STREAMINFO, SEEKTABLE, PADDING belong to the new file)
+            carried = [b for b in s.metadata_blocks if b.code in _FLAC_CARRIED_BLOCKS]
+            d.metadata_blocks = [b for b in d.metadata_blocks if b.code not in _FLAC_CARRIED_BLOCKS] + carried
+            copied += [{2: "application", 5: "cuesheet"}[b.code] for b in carried]
         d.save()
         return copied
     if isinstance(s, MP4):

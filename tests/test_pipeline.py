@@ -204,3 +204,34 @@ def test_m4a_through_ffmpeg(tmp_path: Path) -> None:
            str(tmp_path / "out" / "talk.m4a")]  # fmt: skip
     probe = subprocess.run(cmd, capture_output=True, text=True)
     assert probe.stdout.strip() == "aac,44100,2"
+
+
+def test_flac_application_and_cuesheet_blocks_survive(tmp_path: Path) -> None:
+    from mutagen.flac import FLAC, CueSheet, CueSheetTrack, MetadataBlock, Picture
+
+    rate, n = 44100, 44100 * 3
+    path = write_audio(
+        tmp_path / "in" / "a.flac", noise(n, 2, 1, 0.05) + HUM(np.arange(n) / rate)[:, None], rate, "PCM_16"
+    )
+    f = FLAC(str(path))
+    f["title"] = "Reel 12"
+    pic = Picture()
+    pic.data, pic.mime, pic.type = b"\x89PNG fake", "image/png", 3
+    f.add_picture(pic)
+    app = MetadataBlock(b"ACME" + b"archive-id:42")
+    app.code = 2
+    cue = CueSheet(None)
+    cue.media_catalog_number, cue.lead_in_samples, cue.compact_disc = b"", 0, False
+    cue.tracks = [CueSheetTrack(1, 0), CueSheetTrack(255, n)]
+    f.metadata_blocks += [app, cue]
+    f.save()
+    recs = _run(tmp_path / "in", tmp_path / "out", OracleEstimator(HUM), force=True)
+    assert recs[0].status == "cleaned"
+    g = FLAC(str(tmp_path / "out" / "a.flac"))
+    assert g["title"] == ["Reel 12"] and g.pictures[0].data == b"\x89PNG fake"
+
+    def blocks(x: FLAC, code: int) -> list[bytes]:
+        return [b.write() for b in x.metadata_blocks if b.code == code]
+
+    assert blocks(g, 2) == blocks(FLAC(str(path)), 2) != []
+    assert blocks(g, 5) == blocks(FLAC(str(path)), 5) != []
