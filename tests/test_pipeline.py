@@ -17,7 +17,7 @@ from humclean.models.torch_estimator import TorchEstimator
 from humclean.pipeline import Pipeline, RunOptions
 from humclean.report import Manifest
 
-from .conftest import noise, write_audio
+from .conftest import noise, tree_digest, write_audio
 
 HUM = HarmonicHum(
     50.0, amplitudes=[0.05, 0.02, 0.03, 0.01, 0.012], phases=[0.3, 1.1, 2.0, 0.5, 4.0], am_depth=0.2, am_hz=0.3
@@ -129,7 +129,9 @@ def test_reference_scores(tmp_path: Path) -> None:
     clean = noise(n, 2, 11, 0.05)
     write_audio(tmp_path / "ref" / "x.wav", clean, rate, "FLOAT")
     write_audio(tmp_path / "in" / "x.wav", clean + HUM(np.arange(n) / rate)[:, None], rate, "FLOAT")
+    before = tree_digest(tmp_path / "ref")
     recs = _run(tmp_path / "in", tmp_path / "out", OracleEstimator(HUM), force=True, reference_root=tmp_path / "ref")
+    assert tree_digest(tmp_path / "ref") == before, "references are only read"
     r = recs[0]
     assert r.si_sdr_in < 5
     assert r.si_sdr_out > 60
