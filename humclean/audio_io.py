@@ -30,7 +30,7 @@ import struct
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +40,8 @@ import numpy as np
 import soundfile as sf
 
 from humclean.errors import DecodeError, EncodeError
+from humclean.iff import compatible as iff_compatible
+from humclean.iff import rebuild_aiff
 from humclean.riff import is_riff_wave, rebuild
 
 __all__ = [
@@ -774,6 +776,17 @@ class AtomicWriter:
             )
             and is_riff_wave(like.path)
         )
+        # AIFF/AIFF-C from an AIFF source: the same byte-exact carry-over by humclean.iff (MARK,
+        # INST, COMT, APPL, ID3, ... survive; libsndfile's own strings and mutagen's ID3 copy are
+        # not used). Only where the source's COMM fits what libsndfile writes (big-endian PCM or
+        # float, all frames present); anything else keeps the plain libsndfile + tags path.
+        self._iff_copy = (
+            copy_metadata
+            and self.format_override is None
+            and like.backend == "soundfile"
+            and like.container == "AIFF"
+            and iff_compatible(like.path, like.channels, like.frames, like.bits_per_sample, like.sample_rate)
+        )
         try:
             self.dest.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -821,7 +834,7 @@ class AtomicWriter:
                 elif subtype == "VORBIS":
                     kwargs = {"compression_level": _vorbis_level(like.sample_rate, like.channels, like.bitrate)}
         strings: dict[str, str] = {}
-        if self.copy_metadata and like.backend == "soundfile" and not self._riff_copy:
+        if self.copy_metadata and like.backend == "soundfile" and not (self._riff_copy or self._iff_copy):
             from humclean.metadata import read_sndfile_strings
 
             strings = read_sndfile_strings(like.path)
@@ -980,6 +993,8 @@ class AtomicWriter:
             self._finish_encoder()
             if self._riff_copy:
                 self._rebuild_riff()
+            elif self._iff_copy:
+                self._rebuild_iff()
             elif self.copy_metadata:
                 from humclean.metadata import copy_tags
 
@@ -995,9 +1010,16 @@ class AtomicWriter:
 
     def _rebuild_riff(self) -> None:
         """Swap the temp for one holding the source's chunks around libsndfile's data chunk."""
+        self._swap_rebuilt(lambda rebuilt: rebuild(self.like.path, self.temp, rebuilt, self.coding_history))
+
+    def _rebuild_iff(self) -> None:
+        """Swap the temp for one holding the source's IFF chunks around libsndfile's SSND."""
+        self._swap_rebuilt(lambda rebuilt: rebuild_aiff(self.like.path, self.temp, rebuilt))
+
+    def _swap_rebuilt(self, build: Callable[[Path], list[str]]) -> None:
         rebuilt = _temp_sibling(self.dest)
         try:
-            self.tags_copied = rebuild(self.like.path, self.temp, rebuilt, self.coding_history)
+            self.tags_copied = build(rebuilt)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 rebuilt.unlink()
