@@ -411,3 +411,40 @@ def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(tmp_path: Path
     for f in sorted(src.iterdir()):
         assert (dst / f.name).read_bytes() == (ref / f.name).read_bytes(), f.name
     assert not list(dst.rglob("*.humclean-tmp-*"))
+
+
+def _without_root_file_powers(args: list[str]) -> subprocess.CompletedProcess:
+    """Run the CLI with CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH dropped, so file modes bind even for root (CI)."""
+    import shlex
+    import shutil
+
+    if shutil.which("capsh") is None:
+        pytest.skip("capsh not installed")
+    cmd = shlex.join([sys.executable, "-m", "humclean.cli", *args])
+    return subprocess.run(
+        ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", cmd],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_unreadable_input_and_read_only_output_tree(tmp_path: Path) -> None:
+    src = _archive(tmp_path)
+    secret = src / "secret.wav"
+    secret.write_bytes((src / "clean.wav").read_bytes())
+    secret.chmod(0)
+    before = tree_digest(src.joinpath("a"))
+    res = _without_root_file_powers(["run", str(src), "--out", str(tmp_path / "o"), "--model", "dsp", "-q"])
+    assert res.returncode == 1, res.stderr
+    rows = _report(tmp_path / "o" / "humclean-report.csv")
+    assert rows["secret.wav"]["status"] == "error" and "Permission denied" in rows["secret.wav"]["error"]
+    assert rows["a/tape1.wav"]["status"] == "cleaned"
+    assert tree_digest(src.joinpath("a")) == before
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    res = _without_root_file_powers(["run", str(src), "--out", str(ro), "--model", "dsp", "-q"])
+    assert res.returncode == 2 and "not writable" in res.stderr
+    assert list(ro.iterdir()) == []
+    secret.chmod(0o644)
