@@ -42,7 +42,7 @@ import soundfile as sf
 from humclean.errors import DecodeError, EncodeError
 from humclean.iff import compatible as iff_compatible
 from humclean.iff import rebuild_aiff
-from humclean.riff import is_riff_wave, rebuild
+from humclean.riff import is_riff_wave, read_chunks, rebuild
 
 __all__ = [
     "AudioInfo",
@@ -378,6 +378,26 @@ def _probe_ffmpeg(path: Path) -> AudioInfo:
     )
 
 
+def _declared_length_problem(path: Path, head: bytes) -> str | None:
+    """A WAV whose data chunk declares more than the file holds (cut short, or an absurd size field).
+
+    libsndfile quietly reads what is there; an archive tool must not turn a damaged file into a
+    plausible-looking one, so this is reported as an error instead.
+    """
+    if head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
+        return None
+    try:
+        layout = read_chunks(path, allow_truncated_data=True)
+    except (DecodeError, OSError):
+        return None  # libsndfile read it; leave odd-but-readable layouts to it
+    if not layout.data_truncated:
+        return None
+    return (
+        f"truncated data: the data chunk declares {layout.data.size_field} bytes, "
+        f"the file holds {layout.data.size} (cut short or corrupt header)"
+    )
+
+
 def probe(path: Path) -> AudioInfo:
     """Read a file's header (cheap) and describe it.
 
@@ -398,11 +418,16 @@ def probe(path: Path) -> AudioInfo:
     if size == 0:
         raise DecodeError("empty file (0 bytes)")
     try:
-        return _validate(_probe_soundfile(path))
+        info = _validate(_probe_soundfile(path))
     except DecodeError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         sf_reason = _sf_message(exc)
+    else:
+        problem = _declared_length_problem(path, head)
+        if problem:
+            raise DecodeError(problem)
+        return info
     if _looks_like_text(head):
         raise DecodeError("not an audio file: looks like text")
     specific = _diagnose_riff(head, size)

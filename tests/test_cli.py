@@ -300,6 +300,10 @@ def test_bad_inputs_each_get_one_line_and_the_rest_is_done(tmp_path: Path) -> No
         + struct.pack("<I", 8)
         + b"\0" * 8
     )
+    (bad / "cut.wav").write_bytes(good[: len(good) // 2])
+    absurd = bytearray(good)
+    absurd[40:44] = struct.pack("<I", 0x7FFFFFF0)
+    (bad / "absurd-size.wav").write_bytes(bytes(absurd))
     x = np.zeros(16000, dtype=np.float32)
     x[100] = np.nan
     write_audio(bad / "nan.wav", x, 16000, "FLOAT")
@@ -314,7 +318,7 @@ def test_bad_inputs_each_get_one_line_and_the_rest_is_done(tmp_path: Path) -> No
     code, out = _invoke("run", str(src), "--out", str(tmp_path / "o"), "--model", "dsp", "-q")
     assert code == 1
     rows = _report(tmp_path / "o" / "humclean-report.csv")
-    for name in ("zero.wav", "header.wav", "text.wav", "zero-rate.wav", "nan.wav"):
+    for name in ("zero.wav", "header.wav", "text.wav", "zero-rate.wav", "nan.wav", "cut.wav", "absurd-size.wav"):
         row = rows[f"bad/{name}"]
         assert row["status"] == "error" and row["error"] and "\n" not in row["error"], row
         assert not (tmp_path / "o" / "bad" / name).exists()

@@ -439,13 +439,19 @@ def test_missing_final_pad_byte_is_tolerated(tmp_path: Path) -> None:
     assert read_chunks(p).chunks[-1].id == b"XYZ1"
 
 
-def test_truncated_data_is_clamped_in_rebuild(tmp_path: Path) -> None:
+def test_truncated_data_is_refused_at_probe_and_clamped_by_rebuild(tmp_path: Path) -> None:
     ints = _samples(1000, 1, 16)
     full = _assemble(b"RIFF", [(b"fmt ", _fmt(1, 1, 8000, 16)), (b"data", _pcm_bytes(ints, 16))], 1000, 2)
     src = tmp_path / "cut.wav"
     src.write_bytes(full[: 44 + 2 * 600])
     assert read_chunks(src, allow_truncated_data=True).data_truncated
-    _clean_pass(src, tmp_path / "o.wav", gain=1.0)
+    # the pipeline never cleans a damaged file: probe reports it
+    with pytest.raises(DecodeError, match="^truncated data"):
+        probe(src)
+    # rebuild itself, called directly, keeps what is there and writes a consistent size
+    new = tmp_path / "new.wav"
+    sf.write(str(new), ints[:600, 0].astype(np.int16), 8000, subtype="PCM_16")
+    rebuild(src, new, tmp_path / "o.wav", None)
     _check_structure(tmp_path / "o.wav")
     got, _ = sf.read(str(tmp_path / "o.wav"), dtype="int16")
     assert np.array_equal(got, ints[:600, 0])
