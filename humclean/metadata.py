@@ -93,6 +93,15 @@ def copy_tags(src: Path, dst: Path) -> list[str]:
 _FLAC_CARRIED_BLOCKS = (2, 5)
 
 
+def _has_id3v1(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(-128, 2)
+            return f.read(3) == b"TAG"
+    except OSError:
+        return False
+
+
 def _copy_same(s: Any, d: Any) -> list[str]:
     from mutagen.flac import FLAC
     from mutagen.id3 import ID3
@@ -137,7 +146,11 @@ def _copy_same(s: Any, d: Any) -> list[str]:
             d.tags.add(frame)
             copied.append(frame.HashKey)
         version = s.tags.version[1] if s.tags.version[1] in (3, 4) else 4
-        d.save(v2_version=version)
+        # an ID3v1 tag at the end of the source is written again (mutagen only updates existing ones)
+        v1 = 2 if _has_id3v1(Path(s.filename)) else 0
+        d.save(v2_version=version, v1=v1)
+        if v1:
+            copied.append("ID3v1")
         return copied
     # any other mutagen type with a dict-like tag container
     if d.tags is None:

@@ -307,6 +307,8 @@ def test_bad_inputs_each_get_one_line_and_the_rest_is_done(tmp_path: Path) -> No
     x = np.zeros(16000, dtype=np.float32)
     x[100] = np.nan
     write_audio(bad / "nan.wav", x, 16000, "FLOAT")
+    x[100] = np.inf
+    write_audio(bad / "inf.wav", x, 16000, "DOUBLE")
     flac = write_audio(tmp_path / "tmp.flac", noise(44100 * 4, 1, 1, 0.05), 44100, "PCM_16").read_bytes()
     (bad / "wrong-ext.mp3").write_bytes(flac)  # a FLAC named .mp3: content decides, it is cleaned or passed
     rate, n = 16000, 16000 * 2
@@ -318,7 +320,16 @@ def test_bad_inputs_each_get_one_line_and_the_rest_is_done(tmp_path: Path) -> No
     code, out = _invoke("run", str(src), "--out", str(tmp_path / "o"), "--model", "dsp", "-q")
     assert code == 1
     rows = _report(tmp_path / "o" / "humclean-report.csv")
-    for name in ("zero.wav", "header.wav", "text.wav", "zero-rate.wav", "nan.wav", "cut.wav", "absurd-size.wav"):
+    for name in (
+        "zero.wav",
+        "header.wav",
+        "text.wav",
+        "zero-rate.wav",
+        "nan.wav",
+        "inf.wav",
+        "cut.wav",
+        "absurd-size.wav",
+    ):
         row = rows[f"bad/{name}"]
         assert row["status"] == "error" and row["error"] and "\n" not in row["error"], row
         assert not (tmp_path / "o" / "bad" / name).exists()
@@ -452,3 +463,27 @@ def test_unreadable_input_and_read_only_output_tree(tmp_path: Path) -> None:
     assert res.returncode == 2 and "not writable" in res.stderr
     assert list(ro.iterdir()) == []
     secret.chmod(0o644)
+
+
+def test_mp3_keeps_every_id3v2_frame_and_id3v1(tmp_path: Path) -> None:
+    from mutagen.id3 import APIC, COMM, ID3, TIT2, TXXX
+
+    src = tmp_path / "src"
+    rate, n = 44100, 44100 * 3
+    mp3 = write_audio(src / "talk.mp3", noise(n, 1, 3, 0.05) + _hum(n, rate), rate, "MPEG_LAYER_III", "MP3")
+    tags = ID3()
+    tags.add(TIT2(encoding=3, text="Oral history 12"))
+    tags.add(COMM(encoding=3, lang="eng", desc="note", text="side A"))
+    tags.add(TXXX(encoding=3, desc="archive-id", text="OH-0012"))
+    tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="cover", data=b"\xff\xd8fakejpeg"))
+    tags.save(str(mp3), v1=2, v2_version=3)
+    code, out = _invoke("run", str(src), "--out", str(tmp_path / "o"), "--model", "dsp", "-q")
+    assert code == 0, out
+    assert _report(tmp_path / "o" / "humclean-report.csv")["talk.mp3"]["status"] == "cleaned"
+    a, b = ID3(str(mp3)), ID3(str(tmp_path / "o" / "talk.mp3"))
+    assert sorted(a.keys()) == sorted(b.keys())
+    for key in a.keys():
+        assert a[key] == b[key], key
+    assert b.version[1] == 3
+    raw = (tmp_path / "o" / "talk.mp3").read_bytes()
+    assert raw[-128:-125] == b"TAG" and b"Oral history 12" in raw[-128:]
