@@ -487,3 +487,23 @@ def test_mp3_keeps_every_id3v2_frame_and_id3v1(tmp_path: Path) -> None:
     assert b.version[1] == 3
     raw = (tmp_path / "o" / "talk.mp3").read_bytes()
     assert raw[-128:-125] == b"TAG" and b"Oral history 12" in raw[-128:]
+
+
+@pytest.mark.parametrize(("subtype", "rate"), [("VORBIS", 44100), ("OPUS", 48000)])
+def test_ogg_comments_survive(tmp_path: Path, subtype: str, rate: int) -> None:
+    import mutagen
+
+    src = tmp_path / "src"
+    n = rate * 3
+    path = write_audio(src / "tape.ogg", noise(n, 2, 3, 0.05) + _hum(n, rate)[:, None], rate, subtype, "OGG")
+    f = mutagen.File(str(path))
+    f["title"] = "Reel 4"
+    f["comment"] = ["transfer 2019", "side B"]
+    f.save()
+    code, out = _invoke("run", str(src), "--out", str(tmp_path / "o"), "--model", "dsp", "-q")
+    assert code == 0, out
+    assert _report(tmp_path / "o" / "humclean-report.csv")["tape.ogg"]["status"] == "cleaned"
+    g = mutagen.File(str(tmp_path / "o" / "tape.ogg"))
+    assert type(g) is type(f)
+    assert list(g.tags) == list(mutagen.File(str(path)).tags)
+    assert sf.info(str(tmp_path / "o" / "tape.ogg")).subtype == subtype
