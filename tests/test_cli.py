@@ -507,3 +507,29 @@ def test_ogg_comments_survive(tmp_path: Path, subtype: str, rate: int) -> None:
     assert type(g) is type(f)
     assert list(g.tags) == list(mutagen.File(str(path)).tags)
     assert sf.info(str(tmp_path / "o" / "tape.ogg")).subtype == subtype
+
+
+def test_m4a_atoms_survive(tmp_path: Path) -> None:
+    import shutil
+
+    from mutagen.mp4 import MP4, MP4Cover
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    rate, n = 44100, 44100 * 3
+    write_audio(tmp_path / "w.wav", noise(n, 2, 3, 0.05) + _hum(n, rate)[:, None], rate, "PCM_16")
+    src = tmp_path / "src"
+    src.mkdir()
+    m4a = src / "talk.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "w.wav"), "-c:a", "aac", "-b:a", "128k", str(m4a)],
+                   check=True)  # fmt: skip
+    f = MP4(str(m4a))
+    f["\xa9nam"] = ["Panel discussion"]
+    f["\xa9ART"] = ["Archive"]
+    f["covr"] = [MP4Cover(b"\x89PNG fake", imageformat=MP4Cover.FORMAT_PNG)]
+    f.save()
+    code, out = _invoke("run", str(src), "--out", str(tmp_path / "o"), "--model", "dsp", "-q")
+    assert code == 0, out
+    g = MP4(str(tmp_path / "o" / "talk.m4a"))
+    for key in ("\xa9nam", "\xa9ART", "covr"):
+        assert g[key] == MP4(str(m4a))[key], key
