@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from humclean.errors import DecodeError, EncodeError
+from humclean.riff import copy_range
 
 __all__ = [
     "Comm",
@@ -41,7 +42,6 @@ __all__ = [
 ]
 
 _FORM_TYPES = (b"AIFF", b"AIFC")
-_COPY_BLOCK = 1 << 20
 _MAX_HEADER_CHUNK = 1 << 20
 # AIFF-C compression types -> how the sample bytes are laid out (AIFF itself is big-endian PCM)
 _CODING = {
@@ -302,7 +302,7 @@ def rebuild_aiff(original: Path, new_audio: Path, dest: Path) -> list[str]:
             out.write(struct.pack(">4sI4s", b"FORM", form_size, src.form_type))
             for o in plan:
                 out.write(struct.pack(">4sI", o.id, o.size))
-                _copy_range(o.src, o.src_offset, o.size, out)
+                copy_range(o.src, o.src_offset, o.size, out)
                 if o.size & 1:
                     out.write(b"\x00")
             out.flush()
@@ -311,16 +311,3 @@ def rebuild_aiff(original: Path, new_audio: Path, dest: Path) -> list[str]:
             dest.unlink()
         raise EncodeError(f"writing {dest.name}: {exc.strerror or exc}") from None
     return carried
-
-
-def _copy_range(path: Path, offset: int, size: int, out: BinaryIO) -> None:
-    """Stream ``size`` bytes from ``path`` at ``offset`` into ``out`` in 1 MiB blocks."""
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        left = size
-        while left > 0:
-            buf = fh.read(min(_COPY_BLOCK, left))
-            if not buf:
-                raise DecodeError(f"{path.name} ended {left} bytes early")
-            out.write(buf)
-            left -= len(buf)

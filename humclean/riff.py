@@ -477,7 +477,7 @@ def _write(dest: Path, form: bytes, plan: list[_Out], src: RiffLayout) -> None:
                     out.write(o.blob)
                 else:
                     assert o.src is not None
-                    _copy_range(o.src, o.src_offset, o.size, out)
+                    copy_range(o.src, o.src_offset, o.size, out)
                 if o.size & 1:
                     out.write(b"\x00")
             out.flush()
@@ -487,7 +487,7 @@ def _write(dest: Path, form: bytes, plan: list[_Out], src: RiffLayout) -> None:
         raise EncodeError(f"writing {dest.name}: {exc.strerror or exc}") from None
 
 
-def _copy_range(path: Path, offset: int, size: int, out: BinaryIO) -> None:
+def copy_range(path: Path, offset: int, size: int, out: BinaryIO) -> None:
     """Stream ``size`` bytes from ``path`` at ``offset`` into ``out`` in bounded blocks."""
     with open(path, "rb") as fh:
         fh.seek(offset)
