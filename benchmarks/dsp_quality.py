@@ -38,8 +38,17 @@ def chunk_weights(chunk: int, overlap: int) -> np.ndarray:
     return w
 
 
-def run_pipeline(model: HumEstimator, x: np.ndarray, f0_hz: float = float("nan"), batch: int = 4) -> np.ndarray:
-    """Hum estimate ``[N]`` for a mono signal ``[N]`` at the model rate, chunked like the pipeline."""
+def run_pipeline(
+    model: HumEstimator, x: np.ndarray, f0_hz: float = float("nan"), batch: int = 4, rate: int = 16000
+) -> np.ndarray:
+    """Hum estimate ``[N]`` for a mono signal ``[N]`` at ``rate``, resampled to the model rate and chunked
+    like the pipeline, then resampled back."""
+    from humclean.resample import resample
+
+    if rate != model.card.sample_rate:
+        m_rate = model.card.sample_rate
+        h = run_pipeline(model, resample(x[:, None], rate, m_rate)[:, 0], f0_hz, batch, m_rate)
+        return resample(h[:, None], m_rate, rate)[: x.shape[0], 0]
     chunk, overlap = model.card.chunk_samples, model.card.overlap_samples
     hop = chunk - overlap
     n = x.shape[0]

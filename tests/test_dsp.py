@@ -82,9 +82,10 @@ def test_awkward_inputs(model_cls: type[HumEstimator]) -> None:
     model = model_cls()
     card = model.card
     t_len = card.chunk_samples
-    assert card.sample_rate == SR and 2 * card.overlap_samples < t_len <= 8 * SR
+    rate = card.sample_rate
+    assert rate >= 6000 and 2 * card.overlap_samples < t_len <= 8 * rate
     rng = np.random.default_rng(0)
-    t = np.arange(t_len) / SR
+    t = np.arange(t_len) / rate
     hum = (0.1 * np.sin(2 * np.pi * 50.2 * t)).astype(np.float32)
     padded = hum.copy()
     padded[: card.overlap_samples] = 0  # file start: zero padding before the first sample
@@ -107,7 +108,7 @@ def test_awkward_inputs(model_cls: type[HumEstimator]) -> None:
     assert not np.any(zeros_est)
     est = model.estimate(cases["padded"], np.array([-card.overlap_samples]), np.array([np.nan]))[0]
     assert not np.any(est[: card.overlap_samples])  # nothing invented in the padding
-    core = slice(card.overlap_samples + SR // 2, t_len - SR // 2)
+    core = slice(card.overlap_samples + rate // 2, t_len - rate // 2)
     resid = padded[core] - est[core]
     # Adaptive canceller: > 30 dB on a pure line; fixed notches: > 20 dB (edge reflection).
     limit = 1e-3 if model_cls is DspCanceller else 1e-2
@@ -118,8 +119,9 @@ def test_awkward_inputs(model_cls: type[HumEstimator]) -> None:
 
 def test_dsp_is_deterministic() -> None:
     rng = np.random.default_rng(9)
-    n = DspCanceller().card.chunk_samples
-    hum, _ = synth_hum(n, SR, rng, mains_hz=50, profile="rich")
+    card = DspCanceller().card
+    n = card.chunk_samples
+    hum, _ = synth_hum(n, card.sample_rate, rng, mains_hz=50, profile="rich")
     x = (0.05 * rng.standard_normal(n) + 0.1 * hum).astype(np.float32)[None]
     a = DspCanceller().estimate(x, np.zeros(1, np.int64), np.array([np.nan]))
     b = DspCanceller().estimate(x, np.zeros(1, np.int64), np.array([np.nan]))

@@ -26,7 +26,7 @@ from humclean.models.base import ModelCard, RowwiseEstimator
 
 __all__ = ["DspCanceller", "SAMPLE_RATE"]
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 8000
 MAX_HARMONICS = 40
 _FAMILIES = (50.0, 60.0)
 
@@ -157,12 +157,18 @@ class DspCanceller(RowwiseEstimator):
         shrink: float = 2.0,
         cp_factor: float = 4.0,
         min_steady: float = 0.5,
+        sample_rate: int = SAMPLE_RATE,
     ) -> None:
-        chunk = int(round(chunk_seconds * SAMPLE_RATE))
-        overlap = int(round(overlap_seconds * SAMPLE_RATE))
+        # Hum of 40 harmonics of 61 Hz ends below 2.5 kHz, so any rate from 6 kHz up sees all of it;
+        # lower rates make every per-sample step (demodulation, synthesis, resampling) cheaper.
+        if sample_rate < 6000:
+            raise ValueError("the canceller needs a model rate of at least 6000 Hz")
+        self.sample_rate = int(sample_rate)
+        chunk = int(round(chunk_seconds * sample_rate))
+        overlap = int(round(overlap_seconds * sample_rate))
         self.card = ModelCard(
             name="dsp",
-            sample_rate=SAMPLE_RATE,
+            sample_rate=self.sample_rate,
             chunk_samples=chunk,
             overlap_samples=overlap,
             arch="dsp",
@@ -188,7 +194,7 @@ class DspCanceller(RowwiseEstimator):
         f0 = self._pick_f0(spec, df, hint)
         if f0 is None:
             return None
-        k_max = int(min(MAX_HARMONICS, math.floor((SAMPLE_RATE / 2 - 40) / (f0 + 0.3))))
+        k_max = int(min(MAX_HARMONICS, math.floor((self.sample_rate / 2 - 40) / (f0 + 0.3))))
         ks = np.arange(1, k_max + 1)
         snr, _ = self._line_snr(spec, df, f0, ks, seg.shape[0])
         f0 = self._refine_f0(spec, df, f0, ks, snr)
@@ -198,7 +204,7 @@ class DspCanceller(RowwiseEstimator):
     # ------------------------------------------------------------------ public
     def estimate_one(self, x: np.ndarray, start: int, hint: float) -> np.ndarray:
         n = x.shape[0]
-        if n < SAMPLE_RATE // 2 or not np.all(np.isfinite(x)):
+        if n < self.sample_rate // 2 or not np.all(np.isfinite(x)):
             return np.zeros(n)
         valid = np.ones(n)
         # Zero padding at file edges is not signal: exclude exact-zero runs at both ends.
@@ -210,7 +216,7 @@ class DspCanceller(RowwiseEstimator):
             lo = max(lo, min(-start, n))
         valid[:lo] = 0
         valid[hi:] = 0
-        if hi - lo < SAMPLE_RATE // 2:
+        if hi - lo < self.sample_rate // 2:
             return np.zeros(n)
 
         seg = x[lo:hi]
@@ -219,7 +225,7 @@ class DspCanceller(RowwiseEstimator):
             return np.zeros(n)
         f0, ks, snr, noise = lines
 
-        t = (np.arange(n) - lo) / SAMPLE_RATE
+        t = (np.arange(n) - lo) / self.sample_rate
         phi = 2 * np.pi * f0 * t
         xw = x * valid
         phi = self._track(xw, valid, phi, ks, snr, noise)
@@ -228,7 +234,7 @@ class DspCanceller(RowwiseEstimator):
         cand = ks[snr > 0.5]
         if cand.size == 0:
             return np.zeros(n)
-        splines = _Splines(n, int(round(self.envelope_knot_seconds * SAMPLE_RATE)))
+        splines = _Splines(n, int(round(self.envelope_knot_seconds * self.sample_rate)))
         gram = splines.gram(valid)
         rhs = _harmonic_products(xw, phi, cand, splines)  # [K, M]
         beta, e_fit, dof = self._solve(gram, splines, rhs, noise[cand - 1])
@@ -248,16 +254,15 @@ class DspCanceller(RowwiseEstimator):
         hum = _synthesise(beta[keep] * gain[keep, None], phi, cand[keep], splines)
         return hum * valid
 
-    @staticmethod
-    def _spectrum(seg: np.ndarray) -> tuple[np.ndarray, float]:
+    def _spectrum(self, seg: np.ndarray) -> tuple[np.ndarray, float]:
         """Hann power spectrum of the valid region, zero-padded x2: (``[F]``, bin width Hz)."""
         m = seg.shape[0]
         w = np.hanning(m)
         nfft = 1 << int(math.ceil(math.log2(2 * m)))
-        limit = int(2600 * nfft / SAMPLE_RATE)
+        limit = int(2600 * nfft / self.sample_rate)
         s = np.fft.rfft(seg * w, nfft)[:limit]
         # Normalised so that white noise of variance s2 has mean s2 per bin.
-        return (s.real**2 + s.imag**2) / np.sum(w**2), SAMPLE_RATE / nfft
+        return (s.real**2 + s.imag**2) / np.sum(w**2), self.sample_rate / nfft
 
     @staticmethod
     def _background(spec: np.ndarray, df: float, freqs: np.ndarray) -> np.ndarray:
@@ -406,14 +411,14 @@ class DspCanceller(RowwiseEstimator):
             weight_k = sel.astype(np.float64) ** 2 * np.minimum(snr[sel - 1], 1e4)
             order = np.argsort(weight_k)[::-1][:8]
             sel, weight_k = sel[order], weight_k[order]
-            splines = _Splines(n, int(round(knot_s * SAMPLE_RATE)))
+            splines = _Splines(n, int(round(knot_s * self.sample_rate)))
             gram = splines.gram(valid)
             rhs = _harmonic_products(xw, phi, sel, splines)
             scale = np.trace(gram) / gram.shape[0]
             a = gram + 1e-6 * scale * np.eye(gram.shape[0])
             beta = np.linalg.solve(a, rhs.T).T  # [K, M]
             # Envelope phase sampled every 0.05 s on the valid part.
-            step = SAMPLE_RATE // 20
+            step = self.sample_rate // 20
             grid = np.arange(0, n, step)
             env = splines.evaluate_at(beta, grid)  # [K, G]
             inc = env[:, 1:] * np.conj(env[:, :-1])

@@ -18,7 +18,9 @@ import math
 import numpy as np
 
 from humclean.models.base import ModelCard, RowwiseEstimator
-from humclean.models.dsp import SAMPLE_RATE, DspCanceller
+from humclean.models.dsp import DspCanceller
+
+SAMPLE_RATE = 16000
 
 __all__ = ["NotchComb"]
 
@@ -75,7 +77,7 @@ class NotchComb(RowwiseEstimator):
         self.bandwidth_per_harmonic_hz = bandwidth_per_harmonic_hz
         self.min_snr = min_snr
         self.pad = int(round(pad_seconds * SAMPLE_RATE))
-        self._analysis = DspCanceller(chunk_seconds, overlap_seconds)
+        self._analysis = DspCanceller(chunk_seconds, overlap_seconds, sample_rate=SAMPLE_RATE)
 
     def estimate_one(self, x: np.ndarray, start: int, hint: float) -> np.ndarray:
         n = x.shape[0]
