@@ -414,8 +414,15 @@ def dataset_build(clean_dir: Path, out_dir: Path, snr: str, seed: int, subtype: 
 @click.option(
     "--spectrograms", default=3, show_default=True, type=click.IntRange(0, 50), help="Before/after PNGs beside --plot."
 )
+@click.option(
+    "--conditions",
+    default="snr-5,buzz40,fundamental,bass,no-harm",
+    show_default=True,
+    help="Extra conditions beside the SNR grid (comma-separated; empty for none).",
+)
 def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, plot_path: Path | None,
-             work: Path | None, device: str, batch_size: int, jobs: int, spectrograms: int) -> None:  # fmt: skip
+             work: Path | None, device: str, batch_size: int, jobs: int, spectrograms: int,
+             conditions: str) -> None:  # fmt: skip
     """Build a hum benchmark from clean audio and score every method through the pipeline."""
     import csv
 
@@ -425,8 +432,13 @@ def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, 
     snrs = [float(x) for x in snr.split(",") if x.strip()]
     names = [m.strip() for m in methods.split(",") if m.strip()]
     work = work or out_csv.with_suffix(".work")
+    conds = [c.strip() for c in conditions.split(",") if c.strip()]
+    from .training.evaluate import CONDITIONS
+
+    if set(conds) - set(CONDITIONS):
+        raise click.BadParameter(f"known conditions: {', '.join(CONDITIONS)}", param_hint="--conditions")
     rows, xrt = run_eval(clean_dir, names, snrs, seed, work, device, batch_size, jobs,
-                         progress=lambda m: click.echo(f"done: {m}", err=True))  # fmt: skip
+                         progress=lambda m: click.echo(f"done: {m}", err=True), conditions=conds)  # fmt: skip
     write_rows(rows, out_csv)
     table = summary_table(rows, xrt)
     summary_csv = out_csv.with_name(out_csv.stem + "-summary.csv")
@@ -434,17 +446,17 @@ def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, 
         w = csv.DictWriter(f, fieldnames=list(table[0]))
         w.writeheader()
         w.writerows(table)
-    click.echo(
-        f"{'method':<14} {'group':<16} {'files':>5} {'SI-SDR in':>9} {'SI-SDR out':>10} {'PSNR out':>8} {'xRT':>7}"
-    )
+    click.echo(f"{'method':<12} {'group':<18} {'files':>5} {'SI-SDR in':>9} {'SI-SDR out':>10} {'worst':>7} "
+               f"{'untouched':>9} {'xRT':>7}")  # fmt: skip
     for r in table:
-        click.echo(f"{r['method']:<14} {r['group']:<16} {r['files']:>5} {r['si_sdr_in']:>9} {r['si_sdr_out']:>10} "
-                   f"{r['psnr_out']:>8} {r['x_realtime']:>7}")  # fmt: skip
+        click.echo(f"{r['method']:<12} {r['group']:<18} {r['files']:>5} {r['si_sdr_in']:>9} {r['si_sdr_out']:>10} "
+                   f"{r['min_si_sdr_out']:>7} {r['untouched']:>9} {r['x_realtime']:>7}")  # fmt: skip
     if plot_path is not None:
         if not plot_bars(table, plot_path):
             click.echo("humclean: matplotlib is not installed; no plot (pip install 'humclean[plot]')", err=True)
         # a few files spread over conditions: the lowest SNR first, speech and music
-        picks = sorted({r.path for r in rows if r.snr_db == min(x.snr_db for x in rows)})
+        std = [r for r in rows if r.condition == "standard"] or rows
+        picks = sorted({r.path for r in std if r.snr_db == min(x.snr_db for x in std)})
         picks = picks[:: max(1, len(picks) // max(1, spectrograms))][:spectrograms]
         plot_spectrograms(work, names, picks, plot_path.with_suffix(""))
 

@@ -46,6 +46,7 @@ def test_evaluate_scores_methods_side_by_side(tmp_path: Path) -> None:
     clean = _clean_folder(tmp_path / "clean")
     out = tmp_path / "results.csv"
     args = ["evaluate", "--clean", str(clean), "--methods", "identity,dsp", "--snr", "0,10", "--out", str(out),
+            "--conditions", "",
             "--plot", str(tmp_path / "plot.svg"), "--spectrograms", "1"]  # fmt: skip
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
@@ -65,3 +66,31 @@ def test_evaluate_scores_methods_side_by_side(tmp_path: Path) -> None:
         return
     assert (tmp_path / "plot.svg").stat().st_size > 1000
     assert list(tmp_path.glob("plot-*.png"))
+
+
+def test_extra_conditions_include_do_no_harm_and_bass_notes(tmp_path: Path) -> None:
+    from training.evaluate import evaluate, summary_table
+
+    clean = _clean_folder(tmp_path / "clean")
+    conds = ["snr-5", "buzz40", "fundamental", "bass", "no-harm"]
+    rows, xrt = evaluate(clean, ["identity", "dsp"], [5.0], 0, tmp_path / "work", "cpu", conditions=conds,
+                         bass_clips=3, bass_seconds=8.0)  # fmt: skip
+    by = {(r.method, r.condition, r.path): r for r in rows}
+    # 2 clean files x (1 SNR + snr-5 + buzz40 + fundamental) + 3 bass clips with hum + (2 + 3) without hum
+    assert len(rows) == 2 * (2 * 4 + 3 + 5)
+    for (method, cond, path), r in by.items():
+        if cond == "no-harm":
+            assert r.snr_db == float("inf") and r.si_sdr_in == float("inf"), path  # input == reference
+            # do no harm: a clean input is either passed through untouched or changed by < -60 dB
+            assert r.status == "no_hum" or r.si_sdr_out >= 60.0, (method, path, r.status, r.si_sdr_out)
+        elif cond == "snr-5":
+            assert r.snr_db == -5.0 and r.si_sdr_in == pytest.approx(-5.0, abs=0.2)
+    assert any(r.content == "bass" for r in rows) and any("at-mains" in r.path for r in rows)
+    table = {(t["method"], t["group"]): t for t in summary_table(rows, xrt)}
+    for cond in conds:
+        assert ("dsp", f"cond={cond}") in table
+    assert table[("dsp", "cond=no-harm")]["untouched"] >= 0
+    assert (
+        float(table[("dsp", "cond=fundamental")]["si_sdr_out"])
+        > float(table[("identity", "cond=fundamental")]["si_sdr_in"]) + 10
+    )  # noqa: E501

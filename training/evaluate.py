@@ -24,9 +24,14 @@ from humclean.discover import discover
 from humclean.models.base import HumEstimator, ModelCard
 from humclean.pipeline import Pipeline, RunOptions
 
+from .bass import write_bass_clips
 from .dataset import PairSpec, build_dataset, clean_files
 
-CONTENT_TYPES = ("speech", "music")
+CONTENT_TYPES = ("speech", "music", "bass")
+# Extra conditions beside the standard grid (every clean file x every SNR, hum-v1 drawn at random).
+# Each adds one pair per clean file; SNRs cycle through 0/5/10/15 dB unless the condition fixes one.
+CONDITIONS = ("snr-5", "buzz40", "fundamental", "bass", "no-harm")
+_CYCLE_SNRS = (0.0, 5.0, 10.0, 15.0)
 
 
 class IdentityEstimator(HumEstimator):
@@ -48,6 +53,7 @@ class EvalRow:
     mains_hz: int
     harmonics: int
     status: str
+    condition: str
     si_sdr_in: float
     si_sdr_out: float
     psnr_in: float
@@ -62,12 +68,56 @@ def content_of(rel: Path) -> str:
     return "other"
 
 
-def build_benchmark(clean_dir: Path, work: Path, snrs: list[float], seed: int) -> Path:
+def condition_specs(
+    clean_dir: Path, conditions: list[str], bass_dir: Path, bass_clips: int = 12, bass_seconds: float = 20.0
+) -> list[PairSpec]:
+    """Pairs for the extra conditions (see ``CONDITIONS``), tagged with the condition's name.
+
+    ``no-harm`` pairs have no hum at all (infinite SNR): the output is scored against the input.
+    ``bass`` uses synthetic held notes at and near the mains frequencies instead of the corpus, and
+    is run twice: with hum (condition ``bass``) and, under ``no-harm``, without.
+    """
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        raise ValueError(f"unknown condition(s) {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
+    files = [(p, p.relative_to(clean_dir)) for p in clean_files(clean_dir)]
+    bass = []
+    if {"bass", "no-harm"} & set(conditions):
+        bass = [(p, p.relative_to(bass_dir)) for p in write_bass_clips(bass_dir, bass_clips, bass_seconds)]
+    specs = []
+    for i, (p, rel) in enumerate(files):
+        snr = _CYCLE_SNRS[i % len(_CYCLE_SNRS)]
+        if "snr-5" in conditions:
+            specs.append(PairSpec(p, rel, -5.0, tag="snr-5"))
+        if "buzz40" in conditions:
+            specs.append(PairSpec(p, rel, snr, harmonics=40, shape="buzz", tag="buzz40"))
+        if "fundamental" in conditions:
+            specs.append(PairSpec(p, rel, snr, shape="fundamental", tag="fundamental"))
+    for i, (p, rel) in enumerate(bass):
+        if "bass" in conditions:
+            specs.append(PairSpec(p, rel, _CYCLE_SNRS[i % len(_CYCLE_SNRS)], tag="bass"))
+    if "no-harm" in conditions:
+        specs += [PairSpec(p, rel, math.inf, tag="no-harm") for p, rel in files + bass]
+    return specs
+
+
+def build_benchmark(
+    clean_dir: Path,
+    work: Path,
+    snrs: list[float],
+    seed: int,
+    conditions: list[str] | None = None,
+    bass_clips: int = 12,
+    bass_seconds: float = 20.0,
+) -> Path:
     """Build (or reuse, when its metadata matches) the noisy/clean benchmark under ``work``."""
+    conditions = list(conditions or [])
     specs = [PairSpec(p, p.relative_to(clean_dir), float(s)) for p in clean_files(clean_dir) for s in snrs]
+    bass_dir = work.parent / f"bass-source-{bass_clips}x{bass_seconds:g}s"
+    specs += condition_specs(clean_dir, conditions, bass_dir, bass_clips, bass_seconds)
     meta = work / "metadata.csv"
     stamp = work / "benchmark.key"
-    key = f"{clean_dir.resolve()}|{snrs}|{seed}|{len(specs)}|v2"
+    key = f"{clean_dir.resolve()}|{snrs}|{seed}|{len(specs)}|{conditions}|v3"
     if meta.is_file() and stamp.is_file() and stamp.read_text() == key:
         return meta
     if work.exists():
@@ -95,9 +145,12 @@ def evaluate(
     batch_size: int = 16,
     jobs: int = 2,
     progress: Callable[[str], None] | None = None,
+    conditions: list[str] | None = None,
+    bass_clips: int = 12,
+    bass_seconds: float = 20.0,
 ) -> tuple[list[EvalRow], dict[str, float]]:
     """Run every method over the benchmark; returns per-file rows and x real-time per method."""
-    meta_path = build_benchmark(clean_dir, work / "bench", snrs, seed)
+    meta_path = build_benchmark(clean_dir, work / "bench", snrs, seed, conditions, bass_clips, bass_seconds)
     with open(meta_path, newline="") as f:
         meta = {r["noisy_path"]: r for r in csv.DictReader(f)}
     rows: list[EvalRow] = []
@@ -120,7 +173,7 @@ def evaluate(
                 rows.append(EvalRow(
                     method=method, path=f"{split}/{rec.path}", content=content_of(Path(m["source"])),
                     snr_db=float(m["snr_db"]), mains_hz=int(m["mains_hz"]), harmonics=int(m["harmonics"]),
-                    status=rec.status, si_sdr_in=rec.si_sdr_in, si_sdr_out=rec.si_sdr_out,
+                    status=rec.status, condition=m.get("tag") or "standard", si_sdr_in=rec.si_sdr_in, si_sdr_out=rec.si_sdr_out,
                     psnr_in=rec.psnr_in, psnr_out=rec.psnr_out, seconds=rec.seconds,
                 ))  # fmt: skip
         xrt[method] = audio_s / max(time.perf_counter() - t0, 1e-9)
@@ -134,28 +187,45 @@ def _mean(vals: list[float]) -> float:
     return float(np.mean(v)) if v else math.nan
 
 
+def harmonics_band(k: int) -> str:
+    return "1-5" if k <= 5 else "6-20" if k <= 20 else "21-40"
+
+
 def summary_table(rows: list[EvalRow], xrt: dict[str, float]) -> list[dict[str, object]]:
-    """Mean SI-SDR/PSNR per method for: all, each SNR, each content type, each mains frequency."""
+    """Mean SI-SDR/PSNR per method for the standard grid (all, each SNR, content type, mains frequency,
+    number of harmonics) and for each extra condition (``cond=...``); also the worst file and, for
+    ``no-harm``, how many files were passed through untouched (their mean is over the touched ones)."""
     groups: dict[tuple[str, str], list[EvalRow]] = defaultdict(list)
     for r in rows:
-        for g in ("all", f"snr={r.snr_db:g}", f"content={r.content}", f"mains={r.mains_hz}"):
+        if r.condition != "standard":
+            groups[(r.method, f"cond={r.condition}")].append(r)
+            continue
+        for g in ("all", f"snr={r.snr_db:g}", f"content={r.content}", f"mains={r.mains_hz}",
+                  f"harmonics={harmonics_band(r.harmonics)}"):  # fmt: skip
             groups[(r.method, g)].append(r)
     table = []
 
-    def order(item: tuple[tuple[str, str], list[EvalRow]]) -> tuple[str, str, float, str]:
+    kinds = ["all", "snr", "content", "mains", "harmonics", "cond"]
+
+    def order(item: tuple[tuple[str, str], list[EvalRow]]) -> tuple[str, int, float, str]:
         (method, group) = item[0]
         kind, _, value = group.partition("=")
+        rank = kinds.index(kind) if kind in kinds else len(kinds)
         try:
-            return method, kind, float(value), ""
+            return method, rank, float(value), ""
         except ValueError:
-            return method, kind, 0.0, value
+            return method, rank, 0.0, value
 
     for (method, group), rs in sorted(groups.items(), key=order):
+        touched = [r for r in rs if r.status != "no_hum"] if group == "cond=no-harm" else rs
+        outs = [r.si_sdr_out for r in touched]
         table.append({
             "method": method, "group": group, "files": len(rs),
             "si_sdr_in": round(_mean([r.si_sdr_in for r in rs]), 2),
-            "si_sdr_out": round(_mean([r.si_sdr_out for r in rs]), 2),
-            "psnr_out": round(_mean([r.psnr_out for r in rs]), 2),
+            "si_sdr_out": round(_mean(outs), 2),
+            "min_si_sdr_out": round(min(outs), 2) if outs else math.nan,
+            "untouched": sum(r.status == "no_hum" for r in rs),
+            "psnr_out": round(_mean([r.psnr_out for r in touched]), 2),
             "x_realtime": round(xrt.get(method, math.nan), 1),
         })  # fmt: skip
     return table
@@ -182,6 +252,7 @@ def plot_bars(table: list[dict[str, object]], path: Path) -> bool:
     methods = sorted({str(r["method"]) for r in table})
     snr_groups = sorted({str(r["group"]) for r in table if str(r["group"]).startswith("snr=")},
                         key=lambda g: float(g.split("=")[1]))  # fmt: skip
+    snr_groups += sorted({str(r["group"]) for r in table if str(r["group"]).startswith("cond=")} - {"cond=no-harm"})
     val = {(r["method"], r["group"]): r["si_sdr_out"] for r in table}
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(snr_groups), 4.2))
     width = 0.8 / max(1, len(methods))
@@ -190,9 +261,10 @@ def plot_bars(table: list[dict[str, object]], path: Path) -> bool:
         ys = [float(val.get((m, g), math.nan)) for g in snr_groups]  # type: ignore[arg-type]
         bars = ax.bar(xs, ys, width, label=m)
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.set_xticks(np.arange(len(snr_groups)), [f"input SNR {g.split('=')[1]} dB" for g in snr_groups])
+    labels = [f"SNR {g.split('=')[1]} dB" if g.startswith("snr=") else g.split("=")[1] for g in snr_groups]
+    ax.set_xticks(np.arange(len(snr_groups)), labels)
     ax.set_ylabel("output SI-SDR (dB)")
-    ax.set_title("Hum removal: mean SI-SDR by method and input SNR")
+    ax.set_title("Hum removal: mean SI-SDR by method, input SNR and extra condition")
     ax.legend(fontsize=8, ncols=min(4, len(methods)))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

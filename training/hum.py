@@ -17,6 +17,9 @@ import numpy as np
 
 RECIPE_VERSION = "hum-v1"
 SHAPES = ("falling", "buzz", "sparse")
+# Evaluation-only shape, drawn only when pinned (so hum-v1's random draws stay as they were): a strong
+# fundamental with harmonics 30 to 50 dB below it, as on many real transfers.
+PINNED_SHAPES = SHAPES + ("fundamental",)
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,12 @@ def sample_params(
     k = int(harmonics or rng.integers(1, 41))
     k = min(k, 40, max_k)
     shape = shape or str(rng.choice(SHAPES))
+    if shape not in PINNED_SHAPES:
+        raise ValueError(f"unknown hum shape {shape!r} (known: {', '.join(PINNED_SHAPES)})")
     idx = np.arange(1, k + 1)
-    if shape == "falling":
+    if shape == "fundamental":
+        amps = np.where(idx == 1, 1.0, 10 ** (-rng.uniform(30.0, 50.0, k) / 20))
+    elif shape == "falling":
         amps = idx ** -rng.uniform(0.5, 2.0)
     elif shape == "buzz":
         amps = idx ** -rng.uniform(0.3, 1.2)
