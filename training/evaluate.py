@@ -173,7 +173,8 @@ def evaluate(
                 rows.append(EvalRow(
                     method=method, path=f"{split}/{rec.path}", content=content_of(Path(m["source"])),
                     snr_db=float(m["snr_db"]), mains_hz=int(m["mains_hz"]), harmonics=int(m["harmonics"]),
-                    status=rec.status, condition=m.get("tag") or "standard", si_sdr_in=rec.si_sdr_in, si_sdr_out=rec.si_sdr_out,
+                    status=rec.status, condition=m.get("tag") or "standard",
+                    si_sdr_in=rec.si_sdr_in, si_sdr_out=rec.si_sdr_out,
                     psnr_in=rec.psnr_in, psnr_out=rec.psnr_out, seconds=rec.seconds,
                 ))  # fmt: skip
         xrt[method] = audio_s / max(time.perf_counter() - t0, 1e-9)
