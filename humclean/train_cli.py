@@ -36,7 +36,7 @@ def _arch_args(arch: str, base_channels: int, arch_args_json: str | None) -> dic
     "clean_dir",
     required=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of clean audio (searched recursively; any rate, resampled to 16 kHz mono).",
+    help="Folder of clean audio (searched recursively; any rate, resampled to the model's rate, mono).",
 )
 @click.option(
     "--val",
@@ -60,6 +60,13 @@ def _arch_args(arch: str, base_channels: int, arch_args_json: str | None) -> dic
     help="U-Net width of the first stage (spec-unet).",
 )
 @click.option("--arch-args", "arch_args_json", default=None, help="Extra architecture arguments as a JSON object.")
+@click.option(
+    "--loss",
+    default="seed",
+    show_default=True,
+    type=click.Choice(["seed", "sdr"]),
+    help="seed: magnitude+waveform L1 (unet-seed-v1); sdr: negative SDR of the clean estimate (sdr-v1).",
+)
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--batch", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
@@ -99,6 +106,7 @@ def train(
     arch: str,
     base_channels: int,
     arch_args_json: str | None,
+    loss: str,
     epochs: int,
     batch: int,
     lr: float,
@@ -165,6 +173,7 @@ def train(
             val_items=val_items,
             workers=workers,
             checkpoint_every_steps=checkpoint_every,
+            loss=loss,
         )
         run_dir = run_training(config, on_event)
     except KeyboardInterrupt:

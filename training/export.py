@@ -62,11 +62,12 @@ def export(
     module.load_state_dict(state)
     module.eval()
 
-    chunk = int(round(chunk_seconds * SAMPLE_RATE))
-    overlap = int(round(overlap_seconds * SAMPLE_RATE))
+    rate = int(getattr(module, "sample_rate", SAMPLE_RATE))
+    chunk = int(round(chunk_seconds * rate))
+    overlap = int(round(overlap_seconds * rate))
     card = ModelCard(
         name=name,
-        sample_rate=SAMPLE_RATE,
+        sample_rate=rate,
         chunk_samples=chunk,
         overlap_samples=overlap,
         arch=config["arch"],

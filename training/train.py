@@ -47,6 +47,8 @@ from humclean.models.torch_estimator import resolve_device
 from .data import SAMPLE_RATE, CleanStore, HumMixDataset, MixSettings, fixed_set
 
 TRAIN_RECIPE = "unet-seed-v1"
+# loss name -> recipe name written into config.json and the card
+LOSS_RECIPES = {"seed": TRAIN_RECIPE, "sdr": "sdr-v1"}
 CHECKPOINT_FORMAT = "humclean-train-v1"
 LOG_FIELDS = ("epoch", "step", "train_loss", "val_loss", "val_si_sdr", "seconds", "lr")
 # settings that may differ between a run and its resumption (they do not change the result on CPU)
@@ -83,6 +85,11 @@ class TrainConfig:
     amp: bool = True  # CUDA only: bfloat16 autocast where supported, else float16 + GradScaler
     checkpoint_every_steps: int = 100
     checkpoint_every_seconds: float = 600.0
+    loss: str = "seed"  # "seed": unet-seed-v1 (magnitude + waveform L1); "sdr": -SDR of the clean estimate
+
+    @property
+    def recipe(self) -> str:
+        return LOSS_RECIPES[self.loss]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "clean_dir", str(self.clean_dir))
@@ -99,6 +106,8 @@ class TrainConfig:
             raise UsageError("need at least one SNR and 0 <= no_hum_fraction <= 1")
         if self.val_items < 0 or self.val_seconds <= 0 or self.workers < 0:
             raise UsageError("need val_items >= 0, val_seconds > 0 and workers >= 0")
+        if self.loss not in LOSS_RECIPES:
+            raise UsageError(f"unknown loss {self.loss!r} (known: {', '.join(LOSS_RECIPES)})")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -139,6 +148,19 @@ def recipe_loss(estimate: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor
         mag = (_stft_mag(est, window) - _stft_mag(ref, window)).abs().mean()
         wave = (est - ref).abs().mean()
         return MAG_WEIGHT * mag + WAVE_WEIGHT * wave
+
+
+def sdr_loss(estimate: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+    """Recipe ``sdr-v1``: mean over items of ``10 log10(|estimate - clean|^2 / |clean|^2)`` (the negative
+    SDR in dB; what SI-SDR measures once the hum estimate has the right scale). The floor of
+    1e-3 of the noisy crop's energy keeps near-silent crops from dominating."""
+    with torch.autocast(device_type=estimate.device.type, enabled=False):
+        err = (estimate.float() - clean.float()).pow(2).sum(-1)
+        ref = clean.float().pow(2).sum(-1) + 1e-3 * noisy.float().pow(2).sum(-1) + 1e-10
+        return (10 * torch.log10(err / ref + 1e-10)).mean()
+
+
+LOSSES = {"seed": recipe_loss, "sdr": sdr_loss}
 
 
 def si_sdr_db(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -271,6 +293,7 @@ def evaluate(
     batch: int,
     device: torch.device,
     amp_dtype: torch.dtype | None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] = recipe_loss,
 ) -> tuple[float, float]:
     """Mean loss and mean SI-SDR (dB) of the clean estimates over a fixed set ``[N, T]``."""
     was_training = model.training
@@ -284,7 +307,7 @@ def evaluate(
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 hum = model(x)
             est = x - hum.float()
-            losses.append(float(recipe_loss(est, y, x)) * x.shape[0])
+            losses.append(float(loss_fn(est, y, x)) * x.shape[0])
             scores.append(si_sdr_db(est, y).cpu())
     model.train(was_training)
     n = noisy.shape[0]
@@ -319,7 +342,11 @@ def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = N
 
     _seed_all(cfg.seed)
     emit(TrainEvent("info", message=f"loading clean audio from {cfg.clean_dir}"))
-    store = CleanStore(Path(cfg.clean_dir), SAMPLE_RATE)
+    model = build(cfg.arch, cfg.arch_args).to(device)
+    # architectures that work below 16 kHz (hum ends near 2.5 kHz) carry their rate
+    rate = int(getattr(model, "sample_rate", SAMPLE_RATE))
+    store = CleanStore(Path(cfg.clean_dir), rate)
+    loss_fn = LOSSES[cfg.loss]
     if saved is not None:
         steps_per_epoch = int(saved["steps_per_epoch"])
     else:
@@ -332,13 +359,10 @@ def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = N
     val_input_si_sdr = math.nan
     if cfg.val_dir is not None and cfg.val_items > 0:
         emit(TrainEvent("info", message=f"building {cfg.val_items} validation crops from {cfg.val_dir}"))
-        val = fixed_set(
-            CleanStore(Path(cfg.val_dir), SAMPLE_RATE), cfg.val_items, cfg.val_seconds, cfg.seed, cfg.snrs_db
-        )
+        val = fixed_set(CleanStore(Path(cfg.val_dir), rate), cfg.val_items, cfg.val_seconds, cfg.seed, cfg.snrs_db)
         val_input_si_sdr = float(si_sdr_db(val[0], val[1]).mean())
         emit(TrainEvent("info", message=f"validation input (noisy) SI-SDR {val_input_si_sdr:.2f} dB"))
 
-    model = build(cfg.arch, cfg.arch_args).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total_steps) / total_steps))
@@ -370,7 +394,7 @@ def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = N
     _write_log(log_path, log_rows)
     _atomic_write_text(
         out / "config.json",
-        json.dumps({**cfg.to_dict(), "steps_per_epoch_used": steps_per_epoch, "train_recipe": TRAIN_RECIPE}, indent=2)
+        json.dumps({**cfg.to_dict(), "steps_per_epoch_used": steps_per_epoch, "train_recipe": cfg.recipe}, indent=2)
         + "\n",
     )
 
@@ -425,7 +449,7 @@ def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = N
             clean = clean.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 hum = model(noisy)
-            loss = recipe_loss(noisy - hum.float(), clean, noisy)
+            loss = loss_fn(noisy - hum.float(), clean, noisy)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -451,7 +475,7 @@ def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = N
         train_loss = loss_sum / max(1, loss_count)
         val_loss = val_si_sdr = math.nan
         if val is not None:
-            val_loss, val_si_sdr = evaluate(model, val[0], val[1], cfg.batch, device, amp_dtype)
+            val_loss, val_si_sdr = evaluate(model, val[0], val[1], cfg.batch, device, amp_dtype, loss_fn)
         epoch += 1
         if val is None or val_si_sdr > best_si_sdr:
             best_si_sdr, best_epoch = (val_si_sdr if val is not None else -math.inf), epoch

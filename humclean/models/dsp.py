@@ -202,33 +202,44 @@ class DspCanceller(RowwiseEstimator):
         return f0, ks, snr, noise
 
     # ------------------------------------------------------------------ public
-    def estimate_one(self, x: np.ndarray, start: int, hint: float) -> np.ndarray:
+    def track(
+        self, x: np.ndarray, start: int, hint: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Mains phase of one chunk: ``(phi [n], valid [n], harmonic numbers [K], line SNR [K], noise [K])``.
+
+        ``phi`` is the fundamental's phase (refined f0 plus tracked drift), ``valid`` is 0 on the zero
+        padding at file edges. None when the chunk is too short, not finite or shows no mains lines.
+        """
         n = x.shape[0]
         if n < self.sample_rate // 2 or not np.all(np.isfinite(x)):
-            return np.zeros(n)
+            return None
         valid = np.ones(n)
         # Zero padding at file edges is not signal: exclude exact-zero runs at both ends.
         nz = np.flatnonzero(x)
         if nz.size == 0:
-            return np.zeros(n)
+            return None
         lo, hi = int(nz[0]), int(nz[-1]) + 1
         if start < 0:
             lo = max(lo, min(-start, n))
         valid[:lo] = 0
         valid[hi:] = 0
         if hi - lo < self.sample_rate // 2:
-            return np.zeros(n)
-
-        seg = x[lo:hi]
-        lines = self.analyse(seg, hint)
+            return None
+        lines = self.analyse(x[lo:hi], hint)
         if lines is None:
-            return np.zeros(n)
+            return None
         f0, ks, snr, noise = lines
+        phi = 2 * np.pi * f0 * (np.arange(n) - lo) / self.sample_rate
+        phi = self._track(x * valid, valid, phi, ks, snr, noise)
+        return phi, valid, ks, snr, noise
 
-        t = (np.arange(n) - lo) / self.sample_rate
-        phi = 2 * np.pi * f0 * t
+    def estimate_one(self, x: np.ndarray, start: int, hint: float) -> np.ndarray:
+        n = x.shape[0]
+        tracked = self.track(x, start, hint)
+        if tracked is None:
+            return np.zeros(n)
+        phi, valid, ks, snr, noise = tracked
         xw = x * valid
-        phi = self._track(xw, valid, phi, ks, snr, noise)
 
         # Final envelope fit over candidate harmonics (skip the hopeless ones to save time).
         cand = ks[snr > 0.5]

@@ -8,12 +8,14 @@ from typing import Any
 
 from torch import nn
 
+from .harmonic import HarmonicEnvelopeNet
 from .tiny import TinyConvHum
 from .unet import SpecUNet
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "tiny-conv": TinyConvHum,
     "spec-unet": SpecUNet,
+    "harmonic-net": HarmonicEnvelopeNet,
 }
 
 

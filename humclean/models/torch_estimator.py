@@ -38,7 +38,11 @@ class TorchEstimator(HumEstimator):
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         with torch.inference_mode():
-            y = self.module(x)
+            if getattr(self.module, "takes_f0", False):
+                # tracker-fed models take the detected mains frequency as their hint
+                y = self.module(x, torch.from_numpy(np.asarray(f0_hz, dtype=np.float64)))
+            else:
+                y = self.module(x)
         return y.float().cpu().numpy()
 
 

@@ -1,0 +1,174 @@
+"""Tracker-fed harmonic envelope network: DSP finds the mains phase, a small CNN estimates the hum.
+
+Hum is a sum of lines at ``k * f0(t)`` whose complex amplitudes ``c_k(t)`` change slowly. The
+adaptive canceller (:mod:`.dsp`) already tracks the fundamental's phase ``phi(t)`` precisely; what
+limits it is estimating ``c_k(t)`` when speech or music has energy at the same frequency (its
+least-squares fit cannot tell the two apart). This model keeps the tracker and replaces the fit:
+
+1. ``phi(t)`` per chunk from :meth:`DspCanceller.track` (numpy, no gradient).
+2. Harmonic-synchronous analysis: ``x(t) exp(-j k phi(t))`` low-passed by a Hann window and sampled at
+   ``frame_rate`` (20 frames/s) for ``k = 1..K`` gives ``z_k(f)``: the line's envelope plus the
+   programme within a few Hz of it. The same at ``(k + 1/2) phi`` (between two lines) measures the
+   programme alone near each line.
+3. A 2-D CNN over (harmonic, frame) with dilations up to 16 frames in time and 4 harmonics across sees
+   seconds of context and the whole harmonic series, and outputs a correction to the long-term mean
+   envelope. It can learn what the fit cannot: when a speech burst or a passing note is what fills the
+   band, that the hum's level changes together across harmonics, that steady lines are hum.
+4. ``hum(t) = sum_k Re(c_k(t) exp(j k phi(t)))`` with ``c_k`` linearly interpolated between frames.
+
+``[B, T] -> [B, T]`` hum at ``sample_rate`` (8 kHz: the lines end below 2.5 kHz). Chunks whose tracker
+finds no mains lines get zero hum. ``T`` must be a multiple of ``sample_rate / frame_rate``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dsp import DspCanceller
+
+_RMS_FLOOR = 1e-7
+
+
+class _Block(nn.Module):
+    def __init__(self, channels: int, dil_k: int, dil_t: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=(dil_k, dil_t), dilation=(dil_k, dil_t))
+        self.conv2 = nn.Conv2d(channels, channels, 1)
+        self.norm = nn.GroupNorm(4, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.gelu(self.norm(self.conv1(x))))
+
+
+class HarmonicEnvelopeNet(nn.Module):
+    """See the module docstring. ``forward(x [B, T], f0_hz [B] | None) -> hum [B, T]``."""
+
+    takes_f0 = True
+
+    def __init__(
+        self,
+        sample_rate: int = 8000,
+        harmonics: int = 40,
+        frame_rate: int = 20,
+        channels: int = 32,
+        dilations_t: tuple[int, ...] = (1, 2, 4, 8, 16, 1, 2, 4, 8, 16),
+        dilations_k: tuple[int, ...] = (1, 1, 2, 2, 4, 1, 1, 2, 2, 4),
+        baseline_seconds: float = 2.0,
+    ) -> None:
+        super().__init__()
+        if sample_rate % frame_rate:
+            raise ValueError("sample_rate must be a multiple of frame_rate")
+        self.sample_rate = int(sample_rate)
+        self.harmonics = int(harmonics)
+        self.hop = self.sample_rate // int(frame_rate)
+        self.baseline_frames = max(1, int(round(baseline_seconds * frame_rate))) | 1
+        self.tracker = DspCanceller(sample_rate=self.sample_rate)
+        window = torch.hann_window(2 * self.hop + 1, periodic=False)[1:]  # 2*hop taps, centred
+        self.register_buffer("window", window / window.sum(), persistent=False)
+        self.inp = nn.Conv2d(7, channels, 1)
+        self.blocks = nn.Sequential(
+            *[_Block(channels, dk, dt) for dk, dt in zip(dilations_k, dilations_t, strict=True)]
+        )
+        self.out = nn.Conv2d(channels, 2, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    # ------------------------------------------------------------------ tracking
+    def _phases(self, x: torch.Tensor, f0_hz: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``phi [B, T]`` float64 and ``found [B]`` bool from the DSP tracker (no gradient)."""
+        xs = x.detach().float().cpu().numpy().astype(np.float64)
+        hints = f0_hz.detach().cpu().numpy().astype(np.float64) if f0_hz is not None else np.full(xs.shape[0], math.nan)
+        phis = np.zeros(xs.shape)
+        found = np.zeros(xs.shape[0], dtype=bool)
+        for b in range(xs.shape[0]):
+            tr = self.tracker.track(xs[b], 0, float(hints[b]))
+            if tr is not None:
+                phis[b] = tr[0]
+                found[b] = True
+        return torch.from_numpy(phis).to(x.device), torch.from_numpy(found).to(x.device)
+
+    # ------------------------------------------------------------------ analysis / synthesis
+    def _frames(self, v: torch.Tensor) -> torch.Tensor:
+        """Hann-weighted local means of complex ``v [B, T]`` every ``hop`` samples: ``[B, T/hop + 1]``."""
+        h = self.hop
+        padded = F.pad(torch.view_as_real(v).permute(0, 2, 1), (h, h))  # [B, 2, T + 2h]
+        fr = padded.unfold(-1, 2 * h, h)  # [B, 2, F, 2h]
+        out = fr @ self.window.to(fr.dtype)
+        return torch.complex(out[:, 0], out[:, 1])
+
+    def _analyse(self, x: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Line envelopes ``z [B, K, F]`` and between-line programme ``w [B, K, F]`` (complex64)."""
+        base = torch.polar(torch.ones_like(phi), -phi).to(torch.complex64)
+        half = torch.polar(torch.ones_like(phi), -0.5 * phi).to(torch.complex64)
+        xc = x.to(torch.complex64)
+        p = torch.ones_like(base)
+        zs, ws = [], []
+        for _ in range(self.harmonics):
+            p = p * base
+            zs.append(self._frames(xc * p))
+            ws.append(self._frames(xc * p * half))
+        return torch.stack(zs, 1), torch.stack(ws, 1)
+
+    def _synthesise(self, c: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """``sum_k Re(c_k(t) exp(j k phi))`` with ``c [B, K, F]`` complex linearly interpolated.
+
+        Frame ``f``'s centre is sample ``f * hop``. Between two centres the envelope is a straight
+        line, so the sum is ``(1 - u) Re(sum_k c_k[f] P_k(t)) + u Re(sum_k c_k[f+1] P_k(t))``: two
+        small batched matrix products per segment instead of ``[B, K, T]`` envelopes (fast both ways).
+        """
+        b, k, f = c.shape
+        t = phi.shape[-1]
+        seg = f - 1
+        with torch.no_grad():
+            base = torch.polar(torch.ones_like(phi), phi).to(torch.complex64)
+            powers = [base]
+            for _ in range(k - 1):
+                powers.append(powers[-1] * base)
+            ph = torch.stack(powers, 1)  # [B, K, T]: exp(j k phi); complex64 keeps 40 products accurate
+            basis = torch.cat([ph.real, ph.imag], 1)  # [B, 2K, T]
+            basis = basis.reshape(b, 2 * k, seg, self.hop).permute(0, 2, 1, 3)  # [B, F-1, 2K, hop]
+        # Re(c P) = c_re P_re - c_im P_im
+        coef = torch.cat([c.real, -c.imag], 1).transpose(1, 2)  # [B, F, 2K]
+        left = (coef[:, :-1, None, :] @ basis).squeeze(2)  # [B, F-1, hop]
+        right = (coef[:, 1:, None, :] @ basis).squeeze(2)
+        u = torch.arange(self.hop, device=c.device, dtype=left.dtype) / self.hop
+        return ((1 - u) * left + u * right).reshape(b, seg * self.hop)[:, :t]
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, f0_hz: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.float()
+        b, t = x.shape
+        if t % self.hop:
+            raise ValueError(f"chunk length {t} is not a multiple of {self.hop}")
+        phi, found = self._phases(x, f0_hz)
+        rms = x.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(_RMS_FLOOR)
+        xn = x / rms
+        z, w = self._analyse(xn, phi)
+        z2 = 2.0 * z  # a line Re(c e^{j k phi}) demodulates to c / 2
+        pad = self.baseline_frames // 2
+        zr = torch.view_as_real(z2).permute(0, 3, 1, 2)  # [B, 2, K, F]
+        base = F.avg_pool2d(F.pad(zr, (pad, pad, 0, 0), mode="replicate"), (1, self.baseline_frames), stride=1)
+        k_idx = torch.arange(1, self.harmonics + 1, device=x.device, dtype=torch.float32)
+        # lines beyond 0.45 * rate (61 Hz mains) do not exist at this rate
+        f0_est = (phi[:, -1] - phi[:, 0]) / (2 * math.pi) * self.sample_rate / max(t - 1, 1)
+        alive = (k_idx[None, :] * f0_est[:, None].float() < 0.45 * self.sample_rate).float()  # [B, K]
+        feats = torch.cat(
+            [
+                zr,
+                base,
+                torch.log(z2.abs().pow(2) + 1e-8)[:, None],
+                torch.log((2.0 * w).abs().pow(2) + 1e-8)[:, None],
+                (k_idx / self.harmonics)[None, None, :, None].expand(b, 1, self.harmonics, zr.shape[-1]),
+            ],
+            dim=1,
+        )
+        h = self.out(self.blocks(self.inp(feats)))  # [B, 2, K, F]
+        c_ri = (base + h) * alive[:, None, :, None]
+        c = torch.complex(c_ri[:, 0], c_ri[:, 1])
+        hum = self._synthesise(c, phi) * rms
+        return hum * found[:, None].to(hum.dtype)
