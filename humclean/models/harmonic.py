@@ -11,9 +11,12 @@ least-squares fit cannot tell the two apart). This model keeps the tracker and r
    programme within a few Hz of it. The same at ``(k + 1/2) phi`` (between two lines) measures the
    programme alone near each line.
 3. A 2-D CNN over (harmonic, frame) with dilations up to 16 frames in time and 4 harmonics across sees
-   seconds of context and the whole harmonic series, and outputs a correction to the long-term mean
-   envelope. It can learn what the fit cannot: when a speech burst or a passing note is what fills the
-   band, that the hum's level changes together across harmonics, that steady lines are hum.
+   seconds of context and the whole harmonic series. It never outputs an amplitude: per harmonic and
+   frame it gives a log-weight (how far this frame can be trusted: low where a speech burst or a
+   passing note fills the band), a choice among triangular windows of 0.25 to 4 s (how fast this
+   line's envelope may move) and a gain (shrinks lines that are not hum). The envelope is the
+   weighted local mean of ``z_k``: a learned version of the canceller's least-squares fit, which
+   weighs every frame alike and picks one smoothness per chunk.
 4. ``hum(t) = sum_k Re(c_k(t) exp(j k phi(t)))`` with ``c_k`` linearly interpolated between frames.
 
 ``[B, T] -> [B, T]`` hum at ``sample_rate`` (8 kHz: the lines end below 2.5 kHz). Chunks whose tracker
@@ -32,6 +35,16 @@ from torch import nn
 from .dsp import DspCanceller
 
 _RMS_FLOOR = 1e-7
+
+
+def _tri_pool(v: torch.Tensor, width: int) -> torch.Tensor:
+    """Triangular moving average along the last axis (a box of ``width`` applied twice), zero-padded."""
+    pad = width // 2
+    shape = v.shape
+    v = v.reshape(-1, 1, shape[-1])
+    for _ in range(2):
+        v = F.avg_pool1d(F.pad(v, (pad, pad)), width, stride=1)
+    return v.reshape(shape)
 
 
 class _Block(nn.Module):
@@ -59,6 +72,7 @@ class HarmonicEnvelopeNet(nn.Module):
         dilations_t: tuple[int, ...] = (1, 2, 4, 8, 16, 1, 2, 4, 8, 16),
         dilations_k: tuple[int, ...] = (1, 1, 2, 2, 4, 1, 1, 2, 2, 4),
         baseline_seconds: float = 2.0,
+        pool_widths: tuple[int, ...] = (3, 5, 11, 21, 41),
     ) -> None:
         super().__init__()
         if sample_rate % frame_rate:
@@ -74,7 +88,8 @@ class HarmonicEnvelopeNet(nn.Module):
         self.blocks = nn.Sequential(
             *[_Block(channels, dk, dt) for dk, dt in zip(dilations_k, dilations_t, strict=True)]
         )
-        self.out = nn.Conv2d(channels, 2, 1)
+        self.pool_widths = tuple(int(w) for w in pool_widths)
+        self.out = nn.Conv2d(channels, len(self.pool_widths) + 2, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -139,6 +154,26 @@ class HarmonicEnvelopeNet(nn.Module):
         u = torch.arange(self.hop, device=c.device, dtype=left.dtype) / self.hop
         return ((1 - u) * left + u * right).reshape(b, seg * self.hop)[:, :t]
 
+    def _pooled(self, zr: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        """Envelopes ``[B, 2, K, F]`` as learned weighted local means of the demodulated lines.
+
+        ``o`` holds, per harmonic and frame, a log-weight (how much this frame can be trusted: low
+        where programme fills the band), logits choosing among triangular windows of 0.25 to 4 s
+        (how fast this line's envelope may move) and a gain logit (shrinks lines that are not hum).
+        All three are scale-free, so the network never has to output an amplitude; with the output
+        layer zero-initialised the model starts as an even mix of plain moving averages.
+        """
+        b, _, k, f = zr.shape
+        n_scales = len(self.pool_widths)
+        weight = torch.exp(o[:, 0].clamp(-10.0, 10.0))  # [B, K, F]
+        alpha = torch.softmax(o[:, 1 : 1 + n_scales], dim=1)  # [B, S, K, F]
+        gain = torch.sigmoid(o[:, 1 + n_scales] + 6.0)
+        num = zr * weight[:, None]
+        est = torch.zeros_like(zr)
+        for i, width in enumerate(self.pool_widths):
+            est = est + alpha[:, i, None] * _tri_pool(num, width) / (_tri_pool(weight, width)[:, None] + 1e-6)
+        return est * gain[:, None]
+
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, f0_hz: torch.Tensor | None = None) -> torch.Tensor:
         x = x.float()
@@ -167,8 +202,8 @@ class HarmonicEnvelopeNet(nn.Module):
             ],
             dim=1,
         )
-        h = self.out(self.blocks(self.inp(feats)))  # [B, 2, K, F]
-        c_ri = (base + h) * alive[:, None, :, None]
+        o = self.out(self.blocks(self.inp(feats)))
+        c_ri = self._pooled(zr, o) * alive[:, None, :, None]
         c = torch.complex(c_ri[:, 0], c_ri[:, 1])
         hum = self._synthesise(c, phi) * rms
         return hum * found[:, None].to(hum.dtype)
