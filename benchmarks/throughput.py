@@ -84,8 +84,9 @@ def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tupl
     if method == "floor":
         # the pipeline with a model that costs nothing (identity at 8 kHz): decode twice, detect,
         # resample both ways, subtract, encode; what any method pays on top of the copy
-        from humclean.models.base import ModelCard
         from humclean.training.evaluate import IdentityEstimator
+
+        from humclean.models.base import ModelCard
 
         estimator = IdentityEstimator()
         estimator.card = ModelCard("floor", 8000, 64000, 8000, arch="identity")
