@@ -94,18 +94,21 @@ class HarmonicEnvelopeNet(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     # ------------------------------------------------------------------ tracking
-    def _phases(self, x: torch.Tensor, f0_hz: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``phi [B, T]`` float64 and ``found [B]`` bool from the DSP tracker (no gradient)."""
+    def _phases(self, x: torch.Tensor, f0_hz: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``phi [B, T]`` float64, ``valid [B, T]`` float32 (0 on zero padding at file edges) and
+        ``found [B]`` bool from the DSP tracker (no gradient)."""
         xs = x.detach().float().cpu().numpy().astype(np.float64)
         hints = f0_hz.detach().cpu().numpy().astype(np.float64) if f0_hz is not None else np.full(xs.shape[0], math.nan)
         phis = np.zeros(xs.shape)
+        valid = np.ones(xs.shape, dtype=np.float32)
         found = np.zeros(xs.shape[0], dtype=bool)
         for b in range(xs.shape[0]):
             tr = self.tracker.track(xs[b], 0, float(hints[b]))
             if tr is not None:
-                phis[b] = tr[0]
+                phis[b], valid[b] = tr[0], tr[1]
                 found[b] = True
-        return torch.from_numpy(phis).to(x.device), torch.from_numpy(found).to(x.device)
+        dev = x.device
+        return torch.from_numpy(phis).to(dev), torch.from_numpy(valid).to(dev), torch.from_numpy(found).to(dev)
 
     # ------------------------------------------------------------------ analysis / synthesis
     def _frames(self, v: torch.Tensor) -> torch.Tensor:
@@ -154,7 +157,7 @@ class HarmonicEnvelopeNet(nn.Module):
         u = torch.arange(self.hop, device=c.device, dtype=left.dtype) / self.hop
         return ((1 - u) * left + u * right).reshape(b, seg * self.hop)[:, :t]
 
-    def _pooled(self, zr: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    def _pooled(self, zr: torch.Tensor, o: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """Envelopes ``[B, 2, K, F]`` as learned weighted local means of the demodulated lines.
 
         ``o`` holds, per harmonic and frame, a log-weight (how much this frame can be trusted: low
@@ -165,7 +168,7 @@ class HarmonicEnvelopeNet(nn.Module):
         """
         b, _, k, f = zr.shape
         n_scales = len(self.pool_widths)
-        weight = torch.exp(o[:, 0].clamp(-10.0, 10.0))  # [B, K, F]
+        weight = torch.exp(o[:, 0].clamp(-10.0, 10.0)) * m[:, None]  # [B, K, F]; ``m``: frames on real audio
         alpha = torch.softmax(o[:, 1 : 1 + n_scales], dim=1)  # [B, S, K, F]
         gain = torch.sigmoid(o[:, 1 + n_scales] + 6.0)
         num = zr * weight[:, None]
@@ -180,14 +183,31 @@ class HarmonicEnvelopeNet(nn.Module):
         b, t = x.shape
         if t % self.hop:
             raise ValueError(f"chunk length {t} is not a multiple of {self.hop}")
-        phi, found = self._phases(x, f0_hz)
-        rms = x.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(_RMS_FLOOR)
+        phi, valid, found = self._phases(x, f0_hz)
+        n_valid = valid.sum(dim=1, keepdim=True).clamp_min(1.0)
+        rms = ((x.pow(2) * valid).sum(dim=1, keepdim=True) / n_valid).sqrt().clamp_min(_RMS_FLOOR)
         xn = x / rms
         z, w = self._analyse(xn, phi)
         z2 = 2.0 * z  # a line Re(c e^{j k phi}) demodulates to c / 2
+        # Frames centred on the zero padding at file edges carry no signal: they get zero weight,
+        # their level features are set to the chunk's mean and the long mean skips them (the
+        # network never saw padding in training, where every crop is real audio).
+        centres = torch.clamp(torch.arange(z.shape[-1], device=x.device) * self.hop, max=t - 1)
+        m = valid[:, centres]  # [B, F]
         pad = self.baseline_frames // 2
         zr = torch.view_as_real(z2).permute(0, 3, 1, 2)  # [B, 2, K, F]
-        base = F.avg_pool2d(F.pad(zr, (pad, pad, 0, 0), mode="replicate"), (1, self.baseline_frames), stride=1)
+
+        def long_mean(v: torch.Tensor) -> torch.Tensor:
+            return F.avg_pool2d(F.pad(v, (pad, pad, 0, 0), mode="replicate"), (1, self.baseline_frames), stride=1)
+
+        mk = m[:, None, None, :]
+        base = long_mean(zr * mk) / long_mean(mk.expand(b, 1, 1, m.shape[-1])).clamp_min(1e-6)
+
+        def level(v: torch.Tensor) -> torch.Tensor:
+            lv = torch.log(v.abs().pow(2) + 1e-8)  # [B, K, F]
+            mean = (lv * m[:, None]).sum(-1, keepdim=True) / m.sum(-1).clamp_min(1.0)[:, None, None]
+            return torch.where(m[:, None] > 0, lv, mean)[:, None]
+
         k_idx = torch.arange(1, self.harmonics + 1, device=x.device, dtype=torch.float32)
         # lines beyond 0.45 * rate (61 Hz mains) do not exist at this rate
         f0_est = (phi[:, -1] - phi[:, 0]) / (2 * math.pi) * self.sample_rate / max(t - 1, 1)
@@ -196,14 +216,14 @@ class HarmonicEnvelopeNet(nn.Module):
             [
                 zr,
                 base,
-                torch.log(z2.abs().pow(2) + 1e-8)[:, None],
-                torch.log((2.0 * w).abs().pow(2) + 1e-8)[:, None],
+                level(z2),
+                level(2.0 * w),
                 (k_idx / self.harmonics)[None, None, :, None].expand(b, 1, self.harmonics, zr.shape[-1]),
             ],
             dim=1,
         )
         o = self.out(self.blocks(self.inp(feats)))
-        c_ri = self._pooled(zr, o) * alive[:, None, :, None]
+        c_ri = self._pooled(zr, o, m) * alive[:, None, :, None]
         c = torch.complex(c_ri[:, 0], c_ri[:, 1])
         hum = self._synthesise(c, phi) * rms
-        return hum * found[:, None].to(hum.dtype)
+        return hum * valid * found[:, None].to(hum.dtype)
