@@ -120,3 +120,25 @@ def test_cli_trains_with_sdr_loss_and_exports_an_8khz_model(tmp_path: Path) -> N
     hum = est.estimate(np.stack([x, np.zeros(n, np.float32)]), np.zeros(2, np.int64), np.array([50.0, 50.0]))
     assert hum.shape == (2, n) and np.isfinite(hum).all() and not np.any(hum[1])
     assert _sdr(x - hum[0], x - 0.1 * _hum(n).astype(np.float32)) > 10.0
+
+
+def test_zero_padding_at_file_edges_is_ignored() -> None:
+    """Chunks that start before or end after the file (zero padding) are estimated as well as full ones,
+    and no hum is put into the padding."""
+    net = HarmonicEnvelopeNet().eval()
+    n = 8 * RATE
+    rng = np.random.default_rng(5)
+    prog = 0.1 * rng.standard_normal(2 * n)
+    x = prog + 0.1 * _hum(2 * n)
+    full = torch.tensor(x[None, :n], dtype=torch.float32)
+    lead = np.concatenate([np.zeros(3 * RATE), x[: n - 3 * RATE]])
+    trail = np.concatenate([x[: n - 3 * RATE], np.zeros(3 * RATE)])
+    with torch.inference_mode():
+        est = net(torch.tensor(np.stack([lead, trail]), dtype=torch.float32)).numpy()
+        ref = net(full).numpy()[0]
+    assert not np.any(est[0, : 3 * RATE]) and not np.any(est[1, -3 * RATE :])
+    core = slice(RATE, n - 4 * RATE)  # away from the chunk's own edges
+    ref_sdr = _sdr(x[core] - ref[core], prog[core])
+    lead_sdr = _sdr(lead[3 * RATE :][core] - est[0, 3 * RATE :][core], prog[core])
+    trail_sdr = _sdr(trail[core] - est[1][core], prog[core])
+    assert min(lead_sdr, trail_sdr) > ref_sdr - 3.0, (ref_sdr, lead_sdr, trail_sdr)
