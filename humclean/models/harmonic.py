@@ -37,6 +37,17 @@ from .dsp import DspCanceller
 _RMS_FLOOR = 1e-7
 
 
+def _edge_mask(x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
+    """1 except on the near-silent runs at both ends of a chunk: the zero padding before and after a
+    file, which after resampling holds the filter's ringing (about -90 dB) rather than exact zeros."""
+    level = rel * math.sqrt(float(np.mean(x * x)))
+    loud = np.flatnonzero(np.abs(x) > level)
+    mask = np.zeros(x.shape[0], dtype=np.float32)
+    if loud.size:
+        mask[loud[0] : loud[-1] + 1] = 1.0
+    return mask
+
+
 def _tri_pool(v: torch.Tensor, width: int) -> torch.Tensor:
     """Triangular moving average along the last axis (a box of ``width`` applied twice), zero-padded."""
     pad = width // 2
@@ -105,7 +116,7 @@ class HarmonicEnvelopeNet(nn.Module):
         for b in range(xs.shape[0]):
             tr = self.tracker.track(xs[b], 0, float(hints[b]))
             if tr is not None:
-                phis[b], valid[b] = tr[0], tr[1]
+                phis[b], valid[b] = tr[0], tr[1] * _edge_mask(xs[b])
                 found[b] = True
         dev = x.device
         return torch.from_numpy(phis).to(dev), torch.from_numpy(valid).to(dev), torch.from_numpy(found).to(dev)
