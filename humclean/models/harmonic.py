@@ -35,6 +35,7 @@ from torch import nn
 from .dsp import DspCanceller
 
 _RMS_FLOOR = 1e-7
+_CPU_INFERENCE_ROWS = 4
 
 
 def _edge_mask(x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
@@ -190,6 +191,18 @@ class HarmonicEnvelopeNet(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, f0_hz: torch.Tensor | None = None) -> torch.Tensor:
+        # Inference on the CPU runs a few rows at a time: the synthesis holds [rows, 2K, T] phasors
+        # (about 80 MB per 8 s row), which at batch 16 tripled the pipeline's peak memory.
+        rows = _CPU_INFERENCE_ROWS
+        if x.device.type == "cpu" and not torch.is_grad_enabled() and x.shape[0] > rows:
+            parts = [
+                self._forward(x[i : i + rows], None if f0_hz is None else f0_hz[i : i + rows])
+                for i in range(0, x.shape[0], rows)
+            ]
+            return torch.cat(parts)
+        return self._forward(x, f0_hz)
+
+    def _forward(self, x: torch.Tensor, f0_hz: torch.Tensor | None) -> torch.Tensor:
         x = x.float()
         b, t = x.shape
         if t % self.hop:
