@@ -28,6 +28,12 @@ DEFAULT_SNRS_DB = (0.0, 5.0, 10.0, 15.0)
 _VAL_SALT = 0x7A1  # separates validation draws from training epochs
 
 
+def model_rate(module: object) -> int:
+    """The rate a model works at: architectures that work below 16 kHz (hum ends near 2.5 kHz) carry
+    a ``sample_rate`` attribute; the others use :data:`SAMPLE_RATE`."""
+    return int(getattr(module, "sample_rate", SAMPLE_RATE))
+
+
 def load_mono(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode ``path`` to mono float32 ``[T]`` at ``sample_rate`` (soxr when the rate differs)."""
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)

@@ -18,7 +18,7 @@ from humclean.models.base import ModelCard
 from humclean.models.registry import build
 from humclean.zoo import save
 
-from .data import SAMPLE_RATE
+from .data import model_rate
 from .hum import RECIPE_VERSION
 from .train import TRAIN_RECIPE
 
@@ -62,7 +62,7 @@ def export(
     module.load_state_dict(state)
     module.eval()
 
-    rate = int(getattr(module, "sample_rate", SAMPLE_RATE))
+    rate = model_rate(module)
     chunk = int(round(chunk_seconds * rate))
     overlap = int(round(overlap_seconds * rate))
     card = ModelCard(

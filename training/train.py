@@ -44,7 +44,7 @@ from humclean.errors import UsageError
 from humclean.models.registry import build
 from humclean.models.torch_estimator import resolve_device
 
-from .data import SAMPLE_RATE, CleanStore, HumMixDataset, MixSettings, fixed_set
+from .data import CleanStore, HumMixDataset, MixSettings, fixed_set, model_rate
 
 TRAIN_RECIPE = "unet-seed-v1"
 # loss name -> recipe name written into config.json and the card
@@ -343,8 +343,7 @@ def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = N
     _seed_all(cfg.seed)
     emit(TrainEvent("info", message=f"loading clean audio from {cfg.clean_dir}"))
     model = build(cfg.arch, cfg.arch_args).to(device)
-    # architectures that work below 16 kHz (hum ends near 2.5 kHz) carry their rate
-    rate = int(getattr(model, "sample_rate", SAMPLE_RATE))
+    rate = model_rate(model)
     store = CleanStore(Path(cfg.clean_dir), rate)
     loss_fn = LOSSES[cfg.loss]
     if saved is not None:
