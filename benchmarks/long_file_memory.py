@@ -35,14 +35,16 @@ def write_long(path: Path, seconds: float, rate: int = 48000) -> None:
             done += n
 
 
-def run(src: Path, out: Path, model: str) -> tuple[float, float]:
-    """(peak RSS in MB of a child running ``humclean run`` on ``src`` alone, wall seconds)."""
+def run(src: Path, out: Path, model: str, extra: tuple[str, ...] = ()) -> tuple[float, float]:
+    """(peak RSS in MB of a child running ``humclean run`` on ``src`` alone, wall seconds); ``extra``:
+    further ``humclean run`` options."""
     rss_file = out.parent / f"{out.name}.rss"
+    out.parent.mkdir(parents=True, exist_ok=True)
     code = (
         "import sys\n"
         "from humclean.cli import main\n"
         f"sys.argv = ['humclean', 'run', {str(src.parent)!r}, '--out', {str(out)!r}, '--model', {model!r},"
-        f" '--overwrite', '-q', '--include', {src.name!r}]\n"
+        f" '--overwrite', '-q', '--include', {src.name!r}] + {list(extra)!r}\n"
         "try:\n    main()\nfinally:\n"
         # VmHWM, not ru_maxrss: the kernel carries ru_maxrss over fork+exec from a large parent
         "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"

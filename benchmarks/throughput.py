@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -105,21 +103,10 @@ def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tupl
 
 
 def peak_rss_long(long_file: Path, out: Path, method: str) -> float:
-    """Peak RSS (MB) of a child process cleaning the long file alone."""
-    rss_file = out.parent / "rss.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    code = (
-        "import sys\n"
-        "from humclean.cli import main\n"
-        f"sys.argv = ['humclean', 'run', {str(long_file.parent)!r}, '--out', {str(out)!r}, '--model', {method!r},"
-        " '--force', '--overwrite', '-q']\n"
-        "try:\n    main()\nfinally:\n"
-        # VmHWM, not ru_maxrss: the kernel carries ru_maxrss over fork+exec from a large parent
-        "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-        f"    open({str(rss_file)!r}, 'w').write(hwm)\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=False)
-    return int(rss_file.read_text()) / 1024
+    """Peak RSS (MB) of a child process cleaning the long file alone (every channel processed)."""
+    from long_file_memory import run as run_child
+
+    return run_child(long_file, out, method, ("--force",))[0]
 
 
 def main() -> None:
