@@ -433,10 +433,12 @@ def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     work = work or out_csv.with_suffix(".work")
     conds = [c.strip() for c in conditions.split(",") if c.strip()]
-    from .training.evaluate import CONDITIONS
+    from .training.evaluate import check_conditions
 
-    if set(conds) - set(CONDITIONS):
-        raise click.BadParameter(f"known conditions: {', '.join(CONDITIONS)}", param_hint="--conditions")
+    try:
+        check_conditions(conds)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--conditions") from None
     rows, xrt = run_eval(clean_dir, names, snrs, seed, work, device, batch_size, jobs,
                          progress=lambda m: click.echo(f"done: {m}", err=True), conditions=conds)  # fmt: skip
     write_rows(rows, out_csv)

@@ -68,6 +68,13 @@ def content_of(rel: Path) -> str:
     return "other"
 
 
+def check_conditions(conditions: list[str]) -> None:
+    """Raise ValueError (one line) naming any condition not in ``CONDITIONS``."""
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        raise ValueError(f"unknown condition(s) {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
+
+
 def condition_specs(
     clean_dir: Path, conditions: list[str], bass_dir: Path, bass_clips: int = 12, bass_seconds: float = 20.0
 ) -> list[PairSpec]:
@@ -77,9 +84,7 @@ def condition_specs(
     ``bass`` uses synthetic held notes at and near the mains frequencies instead of the corpus, and
     is run twice: with hum (condition ``bass``) and, under ``no-harm``, without.
     """
-    unknown = sorted(set(conditions) - set(CONDITIONS))
-    if unknown:
-        raise ValueError(f"unknown condition(s) {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
+    check_conditions(conditions)
     files = [(p, p.relative_to(clean_dir)) for p in clean_files(clean_dir)]
     bass = []
     if {"bass", "no-harm"} & set(conditions):
