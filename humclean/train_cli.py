@@ -67,6 +67,12 @@ def _arch_args(arch: str, base_channels: int, arch_args_json: str | None) -> dic
     type=click.Choice(["seed", "sdr"]),
     help="seed: magnitude+waveform L1 (unet-seed-v1); sdr: negative SDR of the clean estimate (sdr-v1).",
 )
+@click.option(
+    "--init",
+    "init_model",
+    default=None,
+    help="Start from the weights of this zoo model (name, alias or folder; same --arch): fine-tuning.",
+)
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--batch", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
@@ -107,6 +113,7 @@ def train(
     base_channels: int,
     arch_args_json: str | None,
     loss: str,
+    init_model: str | None,
     epochs: int,
     batch: int,
     lr: float,
@@ -174,6 +181,7 @@ def train(
             workers=workers,
             checkpoint_every_steps=checkpoint_every,
             loss=loss,
+            init=init_model,
         )
         run_dir = run_training(config, on_event)
     except KeyboardInterrupt:

@@ -94,3 +94,16 @@ def test_extra_conditions_include_do_no_harm_and_bass_notes(tmp_path: Path) -> N
         float(table[("dsp", "cond=fundamental")]["si_sdr_out"])
         > float(table[("identity", "cond=fundamental")]["si_sdr_in"]) + 10
     )  # noqa: E501
+
+
+def test_training_bass_clips_are_not_the_benchmark_clips(tmp_path: Path) -> None:
+    """Bass clips written for training (``first_seed``) never repeat the benchmark's (seeds from 1000)."""
+    from training.bass import write_bass_clips
+
+    bench = write_bass_clips(tmp_path / "bench", count=3, seconds=4.0)
+    train = write_bass_clips(tmp_path / "train", count=3, seconds=4.0, first_seed=5000)
+    assert [p.name for p in bench] == [p.name for p in train]  # same mix of near- and at-mains clips
+    for a, b in zip(bench, train, strict=True):
+        x, y = sf.read(str(a))[0], sf.read(str(b))[0]
+        assert x.shape == y.shape and np.std(y) > 0.01
+        assert abs(np.corrcoef(x, y)[0, 1]) < 0.5, a.name

@@ -142,3 +142,60 @@ def test_zero_padding_at_file_edges_is_ignored() -> None:
     lead_sdr = _sdr(lead[3 * RATE :][core] - est[0, 3 * RATE :][core], prog[core])
     trail_sdr = _sdr(trail[core] - est[1][core], prog[core])
     assert min(lead_sdr, trail_sdr) > ref_sdr - 3.0, (ref_sdr, lead_sdr, trail_sdr)
+
+
+def test_line_gain_off_keeps_lines_a_chunk_gain_would_switch_off() -> None:
+    """With ``line_gain=False`` the gain output is ignored: a gain head that shuts every line (as one
+    loud 8 s chunk of music did with harmonic-v1) no longer removes the hum estimate."""
+    n = 8 * RATE
+    rng = np.random.default_rng(6)
+    prog = 0.1 * rng.standard_normal(n)
+    x = torch.tensor((prog + 0.1 * _hum(n))[None], dtype=torch.float32)
+    with_gain = HarmonicEnvelopeNet().eval()
+    without = HarmonicEnvelopeNet(line_gain=False).eval()
+    reference = HarmonicEnvelopeNet().eval()  # zero output layer: gain sigmoid(6), almost 1
+    with torch.no_grad():
+        with_gain.out.bias[-1] = -40.0  # gain logit: every line shut
+    without.load_state_dict(with_gain.state_dict())
+    with torch.inference_mode():
+        shut = with_gain(x, torch.tensor([50.0])).numpy()[0]
+        kept = without(x, torch.tensor([50.0])).numpy()[0]
+        ref = reference(x, torch.tensor([50.0])).numpy()[0]
+    assert np.max(np.abs(shut)) < 1e-6 * np.max(np.abs(ref))
+    assert _sdr(x[0].numpy() - kept, prog) > 15.0
+    np.testing.assert_allclose(kept * (1 / (1 + math.exp(-6.0))), ref, atol=1e-5 * np.max(np.abs(ref)))
+
+
+def test_cli_init_fine_tunes_from_a_zoo_model(tmp_path: Path) -> None:
+    """``--init`` starts a fresh run from a zoo model's weights (recorded in config.json); a model of
+    another architecture is refused with a usage error."""
+    from training.train import init_from
+
+    clean = _folder(tmp_path / "clean")
+    arch_args = '{"channels": 8, "dilations_t": [1, 2], "dilations_k": [1, 1]}'
+    base = ["--clean", str(clean), "--arch", "harmonic-net", "--arch-args", arch_args, "--loss", "sdr",
+            "--epochs", "1", "--batch", "2", "--crop-seconds", "4", "--steps-per-epoch", "1",
+            "--val-items", "0", "--device", "cpu"]  # fmt: skip
+    res = CliRunner().invoke(train_cmd, [*base, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(
+        export_cmd, [str(tmp_path / "a"), "--to", str(tmp_path / "zoo" / "a"), "--name", "a", "--chunk-seconds", "8",
+                     "--overlap-seconds", "1"]
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    source = load(str(tmp_path / "zoo" / "a"), device="cpu")
+    # the copy is exact, and a parameter-free argument (line_gain) may differ
+    net = HarmonicEnvelopeNet(channels=8, dilations_t=(1, 2), dilations_k=(1, 1), line_gain=False)
+    ident = init_from(net, str(tmp_path / "zoo" / "a"), "harmonic-net")
+    assert ident == source.card.ident
+    for key, value in source.module.state_dict().items():
+        assert torch.equal(net.state_dict()[key], value.float()), key
+    res = CliRunner().invoke(train_cmd, [*base, "--out", str(tmp_path / "b"), "--init", str(tmp_path / "zoo" / "a")])
+    assert res.exit_code == 0, res.output
+    assert f'"init_model": "{source.card.ident}"' in (tmp_path / "b" / "config.json").read_text()
+    res = CliRunner().invoke(
+        train_cmd,
+        ["--clean", str(clean), "--out", str(tmp_path / "c"), "--arch", "spec-unet", "--epochs", "1",
+         "--steps-per-epoch", "1", "--val-items", "0", "--device", "cpu", "--init", str(tmp_path / "zoo" / "a")],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "this run trains 'spec-unet'" in res.output

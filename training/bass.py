@@ -61,15 +61,20 @@ def bass_clip(
     return (0.3 * y / np.max(np.abs(y))).astype(np.float64)
 
 
-def write_bass_clips(out_dir: Path, count: int = 12, seconds: float = 20.0, rate: int = 16000) -> list[Path]:
-    """Write ``count`` clips (every third tuned exactly to the mains) as float WAVs under ``out_dir/bass``."""
+def write_bass_clips(
+    out_dir: Path, count: int = 12, seconds: float = 20.0, rate: int = 16000, first_seed: int = 1000
+) -> list[Path]:
+    """Write ``count`` clips (every third tuned exactly to the mains) as float WAVs under ``out_dir/bass``.
+
+    The benchmark uses seeds from 1000; training material must start elsewhere (``first_seed``).
+    """
     paths = []
     for i in range(count):
         exact = i % 3 == 2
         path = out_dir / "bass" / f"bass-{i:02d}{'-at-mains' if exact else ''}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file():
-            clip = bass_clip(1000 + i, seconds, rate, exact, TIMBRES[(i // 3) % len(TIMBRES)])
+            clip = bass_clip(first_seed + i, seconds, rate, exact, TIMBRES[(i // 3) % len(TIMBRES)])
             sf.write(str(path), clip, rate, subtype="FLOAT")
         paths.append(path)
     return paths

@@ -86,6 +86,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 100
     checkpoint_every_seconds: float = 600.0
     loss: str = "seed"  # "seed": unet-seed-v1 (magnitude + waveform L1); "sdr": -SDR of the clean estimate
+    init: str | None = None  # zoo model (name, alias or folder) whose weights start a fresh run: fine-tuning
 
     @property
     def recipe(self) -> str:
@@ -225,6 +226,29 @@ def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def init_from(model: nn.Module, spec: str, arch: str) -> str:
+    """Copy the weights of zoo model ``spec`` into ``model`` (same architecture); returns its ident.
+
+    Architecture arguments that do not change the parameters may differ (``line_gain`` for one).
+    """
+    from humclean import zoo
+    from humclean.errors import HumcleanError
+
+    try:
+        source = zoo.load(spec, "cpu")
+    except HumcleanError as exc:
+        raise UsageError(f"--init: {exc}") from exc
+    module = getattr(source, "module", None)
+    if module is None or source.card.arch != arch:
+        raise UsageError(f"--init: {spec!r} is a {source.card.arch!r} model, this run trains {arch!r}")
+    try:
+        model.load_state_dict(module.state_dict())
+    except RuntimeError as exc:
+        msg = " ".join(str(exc).split())[:200]
+        raise UsageError(f"--init: the weights of {spec!r} do not fit this architecture: {msg}") from exc
+    return source.card.ident
+
+
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
     diff = sorted(
         k for k in set(saved) | set(current) if k not in _RESUMABLE_CHANGES and saved.get(k) != current.get(k)
@@ -342,7 +366,11 @@ def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = N
 
     _seed_all(cfg.seed)
     emit(TrainEvent("info", message=f"loading clean audio from {cfg.clean_dir}"))
-    model = build(cfg.arch, cfg.arch_args).to(device)
+    model = build(cfg.arch, cfg.arch_args)
+    init_ident = init_from(model, cfg.init, cfg.arch) if cfg.init and saved is None else None
+    if init_ident:
+        emit(TrainEvent("info", message=f"starting from the weights of {init_ident}"))
+    model = model.to(device)
     rate = model_rate(model)
     store = CleanStore(Path(cfg.clean_dir), rate)
     loss_fn = LOSSES[cfg.loss]
@@ -391,11 +419,12 @@ def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = N
     # rows written after the checkpoint we continue from belong to work that is redone
     log_rows = [r for r in read_log(log_path) if int(r["step"]) <= global_step]
     _write_log(log_path, log_rows)
-    _atomic_write_text(
-        out / "config.json",
-        json.dumps({**cfg.to_dict(), "steps_per_epoch_used": steps_per_epoch, "train_recipe": cfg.recipe}, indent=2)
-        + "\n",
-    )
+    if init_ident is None and cfg.init and (out / "config.json").is_file():
+        init_ident = json.loads((out / "config.json").read_text()).get("init_model")  # resumed run
+    doc = {**cfg.to_dict(), "steps_per_epoch_used": steps_per_epoch, "train_recipe": cfg.recipe}
+    if init_ident:
+        doc["init_model"] = init_ident
+    _atomic_write_text(out / "config.json", json.dumps(doc, indent=2) + "\n")
 
     session_start = time.monotonic()
     last_ckpt = time.monotonic()

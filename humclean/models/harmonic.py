@@ -97,6 +97,7 @@ class HarmonicEnvelopeNet(nn.Module):
         dilations_k: tuple[int, ...] = (1, 1, 2, 2, 4, 1, 1, 2, 2, 4),
         baseline_seconds: float = 2.0,
         pool_widths: tuple[int, ...] = (3, 5, 11, 21, 41),
+        line_gain: bool = True,
     ) -> None:
         super().__init__()
         if sample_rate % frame_rate:
@@ -113,6 +114,7 @@ class HarmonicEnvelopeNet(nn.Module):
             *[_Block(channels, dk, dt) for dk, dt in zip(dilations_k, dilations_t, strict=True)]
         )
         self.pool_widths = tuple(int(w) for w in pool_widths)
+        self.line_gain = bool(line_gain)
         self.out = nn.Conv2d(channels, len(self.pool_widths) + 2, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -181,12 +183,15 @@ class HarmonicEnvelopeNet(nn.Module):
         where programme fills the band), logits choosing among triangular windows of 0.25 to 4 s
         (how fast this line's envelope may move) and a gain logit (shrinks lines that are not hum).
         All three are scale-free, so the network never has to output an amplitude; with the output
-        layer zero-initialised the model starts as an even mix of plain moving averages.
+        layer zero-initialised the model starts as an even mix of plain moving averages. With
+        ``line_gain`` off, the gain is 1 and only the weights decide (see ``__init__``).
         """
         n_scales = len(self.pool_widths)
         weight = torch.exp(o[:, 0].clamp(-10.0, 10.0)) * m[:, None]  # [B, K, F]; ``m``: frames on real audio
         alpha = torch.softmax(o[:, 1 : 1 + n_scales], dim=1)  # [B, S, K, F]
-        gain = torch.sigmoid(o[:, 1 + n_scales] + 6.0)
+        # line_gain=False ignores the gain output (the layer keeps its shape so that weights trained
+        # with it still load): one 8 s chunk's gain can switch a real line off for the whole chunk.
+        gain = torch.sigmoid(o[:, 1 + n_scales] + 6.0) if self.line_gain else torch.ones_like(weight)
         num = zr * weight[:, None]
         est = torch.zeros_like(zr)
         for i, width in enumerate(self.pool_widths):
