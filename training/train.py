@@ -274,7 +274,10 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def plot_curves(log_path: Path, png_path: Path) -> bool:
+LOSS_TITLES = {"seed": "loss (0.7 |STFT| L1 + 0.3 wave L1)", "sdr": "loss (-SDR of the clean estimate, dB)"}
+
+
+def plot_curves(log_path: Path, png_path: Path, loss: str = "seed") -> bool:
     """Training/validation loss and validation SI-SDR per epoch; False when matplotlib is missing."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -296,7 +299,7 @@ def plot_curves(log_path: Path, png_path: Path) -> bool:
     ax1.plot(epochs, col("val_loss"), "s-", label="validation")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
-    ax1.set_title("loss (0.7 |STFT| L1 + 0.3 wave L1)")
+    ax1.set_title(LOSS_TITLES.get(loss, f"loss ({loss})"))
     ax1.legend()
     ax1.grid(alpha=0.3)
     ax2.plot(epochs, col("val_si_sdr"), "o-", color="tab:green")
@@ -522,7 +525,7 @@ def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = N
         _write_log(log_path, log_rows)
         step_in_epoch, loss_sum, loss_count = 0, 0.0, 0
         checkpoint()
-        plot_curves(log_path, out / "curves.png")
+        plot_curves(log_path, out / "curves.png", cfg.loss)
         emit(TrainEvent(
             "epoch", epoch=epoch, epochs=cfg.epochs, step=global_step, total_steps=total_steps,
             loss=train_loss, lr=scheduler.get_last_lr()[0], val_loss=val_loss, val_si_sdr=val_si_sdr,
