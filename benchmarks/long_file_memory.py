@@ -65,10 +65,10 @@ def main() -> None:
     short_s = long_s / 10
     short = args.workdir / "short" / "short.wav"
     long = args.workdir / "long" / "long.wav"
-    if not short.exists():
-        write_long(short, short_s)
-    if not long.exists():
-        write_long(long, long_s)
+    for path, secs in ((short, short_s), (long, long_s)):
+        # reuse a file of the right length only (a different --hours rewrites it)
+        if not path.is_file() or abs(sf.info(str(path)).duration - secs) > 1.0:
+            write_long(path, secs)
     rss_short, wall_short = run(short, args.workdir / "out-short", args.model)
     rss_long, wall_long = run(long, args.workdir / "out-long", args.model)
     for label, secs, rss, wall in (("short", short_s, rss_short, wall_short), ("long", long_s, rss_long, wall_long)):

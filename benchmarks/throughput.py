@@ -28,6 +28,13 @@ import numpy as np
 import soundfile as sf
 
 
+def _matches(path: Path, frames: int, rate: int, channels: int, subtype: str) -> bool:
+    if not path.is_file():
+        return False
+    info = sf.info(str(path))
+    return (info.frames, info.samplerate, info.channels, info.subtype) == (frames, rate, channels, subtype)
+
+
 def build_archive(root: Path, minutes: float, long_minutes: float, mixed: bool) -> float:
     """Write the archive; returns its total duration in seconds."""
     rng = np.random.default_rng(0)
@@ -43,8 +50,8 @@ def build_archive(root: Path, minutes: float, long_minutes: float, mixed: bool) 
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         total += seconds
-        if path.exists():
-            continue
+        if _matches(path, int(seconds * rate), rate, ch, subtype):
+            continue  # reuse an archive of the same shape (a different --minutes rebuilds it)
         with sf.SoundFile(str(path), "w", rate, ch, subtype, format=fmt) as f:
             done, n = 0, int(seconds * rate)
             while done < n:
