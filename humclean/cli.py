@@ -382,6 +382,28 @@ def dataset_build(clean_dir: Path, out_dir: Path, snr: str, seed: int, subtype: 
     click.echo(f"{len(specs)} pairs, metadata in {meta}")
 
 
+@dataset.command("bass")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--count", default=30, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(min=2.0))
+@click.option(
+    "--first-seed",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Seed of the first clip; the evaluation's clips use 1000 onwards, so keep training clear of them.",
+)
+def dataset_bass(out_dir: Path, count: int, seconds: float, first_seed: int) -> None:
+    """Write OUT/bass/*.wav: held bass/organ notes at and near 50/60/100/120 Hz (clean training material
+    that teaches a model to leave such notes alone; every third clip is tuned exactly to the mains)."""
+    from .training.bass import write_bass_clips
+
+    if first_seed < 1000 + 64 and first_seed + count > 1000:  # evaluate's clips: seeds 1000 + i
+        click.echo("humclean: warning: these seeds overlap the evaluation's bass clips (1000 onwards)", err=True)
+    paths = write_bass_clips(out_dir, count=count, seconds=seconds, first_seed=first_seed)
+    click.echo(f"{len(paths)} clips in {out_dir / 'bass'}")
+
+
 @main.command()
 @click.option("--clean", "clean_dir", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option(

@@ -107,3 +107,16 @@ def test_training_bass_clips_are_not_the_benchmark_clips(tmp_path: Path) -> None
         x, y = sf.read(str(a))[0], sf.read(str(b))[0]
         assert x.shape == y.shape and np.std(y) > 0.01
         assert abs(np.corrcoef(x, y)[0, 1]) < 0.5, a.name
+
+
+def test_cli_dataset_bass_writes_training_clips(tmp_path: Path) -> None:
+    args = ["dataset", "bass", "--out", str(tmp_path / "mix"), "--count", "3", "--seconds", "3"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    clips = sorted((tmp_path / "mix" / "bass").glob("*.wav"))
+    assert [p.name for p in clips] == ["bass-00.wav", "bass-01.wav", "bass-02-at-mains.wav"]
+    x, rate = sf.read(str(clips[2]))
+    assert rate == 16000 and x.shape == (3 * 16000,) and 0.2 < np.max(np.abs(x)) <= 0.3 + 1e-6
+    res = CliRunner().invoke(main, ["dataset", "bass", "--out", str(tmp_path / "b"), "--count", "1", "--seconds",
+                                    "3", "--first-seed", "1000"])  # fmt: skip
+    assert res.exit_code == 0 and "overlap the evaluation" in res.output
