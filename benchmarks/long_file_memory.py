@@ -19,6 +19,14 @@ import numpy as np
 import soundfile as sf
 
 
+def same_shape(path: Path, frames: int, rate: int, channels: int, subtype: str) -> bool:
+    """Whether ``path`` already holds audio of this length and format (so a cached file can be reused)."""
+    if not path.is_file():
+        return False
+    info = sf.info(str(path))
+    return (info.frames, info.samplerate, info.channels, info.subtype) == (frames, rate, channels, subtype)
+
+
 def write_long(path: Path, seconds: float, rate: int = 48000) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -67,7 +75,7 @@ def main() -> None:
     long = args.workdir / "long" / "long.wav"
     for path, secs in ((short, short_s), (long, long_s)):
         # reuse a file of the right length only (a different --hours rewrites it)
-        if not path.is_file() or abs(sf.info(str(path)).duration - secs) > 1.0:
+        if not same_shape(path, int(secs * 48000), 48000, 2, "PCM_24"):
             write_long(path, secs)
     rss_short, wall_short = run(short, args.workdir / "out-short", args.model)
     rss_long, wall_long = run(long, args.workdir / "out-long", args.model)

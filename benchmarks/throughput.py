@@ -26,13 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-
-def _matches(path: Path, frames: int, rate: int, channels: int, subtype: str) -> bool:
-    if not path.is_file():
-        return False
-    info = sf.info(str(path))
-    return (info.frames, info.samplerate, info.channels, info.subtype) == (frames, rate, channels, subtype)
+from long_file_memory import run as run_child
+from long_file_memory import same_shape
 
 
 def build_archive(root: Path, minutes: float, long_minutes: float, mixed: bool) -> float:
@@ -50,7 +45,7 @@ def build_archive(root: Path, minutes: float, long_minutes: float, mixed: bool) 
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         total += seconds
-        if _matches(path, int(seconds * rate), rate, ch, subtype):
+        if same_shape(path, int(seconds * rate), rate, ch, subtype):
             continue  # reuse an archive of the same shape (a different --minutes rebuilds it)
         with sf.SoundFile(str(path), "w", rate, ch, subtype, format=fmt) as f:
             done, n = 0, int(seconds * rate)
@@ -111,8 +106,6 @@ def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tupl
 
 def peak_rss_long(long_file: Path, out: Path, method: str) -> float:
     """Peak RSS (MB) of a child process cleaning the long file alone (every channel processed)."""
-    from long_file_memory import run as run_child
-
     return run_child(long_file, out, method, ("--force",))[0]
 
 

@@ -18,6 +18,7 @@ import soundfile as sf
 NEAR_MAINS_HZ = (49.0, 51.91, 58.27, 61.74, 98.0, 103.83, 116.54, 123.47)
 AT_MAINS_HZ = (50.0, 60.0, 100.0, 120.0)
 TIMBRES = ("organ", "bass", "sine")
+BENCHMARK_FIRST_SEED = 1000  # humclean evaluate's clips; training material must not reuse them
 
 
 def _note(freq: float, n: int, rate: int, timbre: str, rng: np.random.Generator) -> np.ndarray:
@@ -62,11 +63,12 @@ def bass_clip(
 
 
 def write_bass_clips(
-    out_dir: Path, count: int = 12, seconds: float = 20.0, rate: int = 16000, first_seed: int = 1000
+    out_dir: Path, count: int = 12, seconds: float = 20.0, rate: int = 16000, first_seed: int = BENCHMARK_FIRST_SEED
 ) -> list[Path]:
     """Write ``count`` clips (every third tuned exactly to the mains) as float WAVs under ``out_dir/bass``.
 
-    The benchmark uses seeds from 1000; training material must start elsewhere (``first_seed``).
+    The benchmark uses seeds from ``BENCHMARK_FIRST_SEED``; training material must start elsewhere
+    (``first_seed``, see :func:`overlaps_benchmark`).
     """
     paths = []
     for i in range(count):
@@ -78,3 +80,9 @@ def write_bass_clips(
             sf.write(str(path), clip, rate, subtype="FLOAT")
         paths.append(path)
     return paths
+
+
+def overlaps_benchmark(first_seed: int, count: int) -> bool:
+    """Whether clips ``first_seed .. first_seed + count - 1`` may repeat the benchmark's clips (the first
+    64 seeds from ``BENCHMARK_FIRST_SEED``; the benchmark writes 12 by default)."""
+    return first_seed < BENCHMARK_FIRST_SEED + 64 and first_seed + count > BENCHMARK_FIRST_SEED
