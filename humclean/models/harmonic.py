@@ -19,6 +19,10 @@ least-squares fit cannot tell the two apart). This model keeps the tracker and r
    weighs every frame alike and picks one smoothness per chunk.
 4. ``hum(t) = sum_k Re(c_k(t) exp(j k phi(t)))`` with ``c_k`` linearly interpolated between frames.
 
+With ``phase_refine`` on, step 2 is followed by a joint phase-locked refinement (:func:`refine_phase`):
+the tracker's phase, fitted to a few strong harmonics, errs by 0.1 to 0.2 rad under music (k times that
+at harmonic k); every line's frames together pin the common phase far better.
+
 ``[B, T] -> [B, T]`` hum at ``sample_rate`` (8 kHz: the lines end below 2.5 kHz). Chunks whose tracker
 finds no mains lines get zero hum. ``T`` must be a multiple of ``sample_rate / frame_rate``.
 """
@@ -71,6 +75,48 @@ def _tri_pool(v: torch.Tensor, width: int) -> torch.Tensor:
     return v.reshape(shape)
 
 
+def _k_phasor(k: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``exp(j k theta)`` for ``k [1, K, 1]`` and ``theta [B, 1, F]``: ``[B, K, F]`` complex64."""
+    arg = k * theta
+    return torch.polar(torch.ones_like(arg), arg)
+
+
+def refine_phase(
+    z: torch.Tensor,
+    m: torch.Tensor,
+    iters: int = 4,
+    wide: int = 41,
+    smooth: int = 5,
+    k_first: int = 6,
+    residual_width: int = 5,
+) -> torch.Tensor:
+    """Common phase correction ``theta [B, 1, F]`` (fundamental radians) for demodulated lines ``z [B, K, F]``.
+
+    Model: ``z_k[f] = c_k exp(j k theta_f) + programme``, ``c_k`` moving slowly (a ``wide``-frame
+    triangular mean). Each iteration takes one Gauss-Newton step for ``theta`` per frame, every line
+    weighted by ``k^2 |c_k|^2`` over its local residual power (a line with a note on it, or one that
+    is not there, counts little), smoothed over ``smooth`` frames. The first step uses only lines up to
+    ``k_first`` (their phase cannot wrap). ``m [B, F]``: 1 on frames of real audio, 0 on padding.
+    """
+    k = torch.arange(1, z.shape[1] + 1, device=z.device, dtype=torch.float32)[None, :, None]
+    theta = torch.zeros(z.shape[0], 1, z.shape[-1], device=z.device)
+    mw = m[:, None, :].to(torch.float32)
+    norm = _tri_pool(mw, wide) + 1e-6
+    for it in range(iters):
+        zc = z * _k_phasor(k, -theta)
+        ri = _tri_pool(torch.view_as_real(zc * mw).permute(0, 3, 1, 2), wide) / norm[:, None]  # [B, 2, K, F]
+        c = torch.complex(ri[:, 0], ri[:, 1])
+        power = c.abs().pow(2)
+        # residual floor: 30 dB under the line's mean power, so a clean line is not trusted infinitely
+        resid = _tri_pool((zc - c).abs().pow(2) * mw, residual_width) + 1e-3 * power.mean(-1, keepdim=True) + 1e-12
+        use = mw if it else mw * (k <= k_first)
+        g = (use * k * (zc * torch.conj(c)).imag / resid).sum(1, keepdim=True)
+        h = (use * k * k * power / resid).sum(1, keepdim=True)
+        step = _tri_pool(g, smooth) / (_tri_pool(h, smooth) + 1e-12)
+        theta = theta + step.clamp(-0.3, 0.3)
+    return theta
+
+
 class _Block(nn.Module):
     def __init__(self, channels: int, dil_k: int, dil_t: int) -> None:
         super().__init__()
@@ -98,6 +144,7 @@ class HarmonicEnvelopeNet(nn.Module):
         baseline_seconds: float = 2.0,
         pool_widths: tuple[int, ...] = (3, 5, 11, 21, 41),
         line_gain: bool = True,
+        phase_refine: bool = False,
     ) -> None:
         super().__init__()
         if sample_rate % frame_rate:
@@ -115,6 +162,7 @@ class HarmonicEnvelopeNet(nn.Module):
         )
         self.pool_widths = tuple(int(w) for w in pool_widths)
         self.line_gain = bool(line_gain)
+        self.phase_refine = bool(phase_refine)
         self.out = nn.Conv2d(channels, len(self.pool_widths) + 2, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -137,31 +185,60 @@ class HarmonicEnvelopeNet(nn.Module):
         return torch.from_numpy(phis).to(dev), torch.from_numpy(valid).to(dev), torch.from_numpy(found).to(dev)
 
     # ------------------------------------------------------------------ analysis / synthesis
-    def _frames(self, v: torch.Tensor) -> torch.Tensor:
-        """Hann-weighted local means of complex ``v [B, T]`` every ``hop`` samples: ``[B, T/hop + 1]``."""
-        h = self.hop
-        padded = F.pad(torch.view_as_real(v).permute(0, 2, 1), (h, h))  # [B, 2, T + 2h]
-        fr = padded.unfold(-1, 2 * h, h)  # [B, 2, F, 2h]
-        out = fr @ self.window.to(fr.dtype)
-        return torch.complex(out[:, 0], out[:, 1])
-
     def _analyse(self, x: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Line envelopes ``z [B, K, F]`` and between-line programme ``w [B, K, F]`` (complex64)."""
-        half = torch.polar(torch.ones_like(phi), -0.5 * phi).to(torch.complex64)
-        xc = x.to(torch.complex64)
-        zs, ws = [], []
-        for p in _phasor_powers(-phi, self.harmonics):
-            zs.append(self._frames(xc * p))
-            ws.append(self._frames(xc * p * half))
-        return torch.stack(zs, 1), torch.stack(ws, 1)
+        """Line envelopes ``z [B, K, F]`` and between-line programme ``w [B, K, F]`` (complex64).
+
+        ``z_k[f]`` is the Hann-weighted mean of ``x exp(-j k phi)`` over the ``2 hop`` samples centred on
+        sample ``f hop``; ``w_k`` the same at ``(k + 1/2) phi``. Each segment of ``hop`` samples is the
+        falling half of one frame and the rising half of the next, so both halves are formed once per
+        segment and each harmonic costs one complex product (the next power of ``exp(-j phi)``) and one
+        small matrix product per segment: about 3x faster than demodulating and framing whole rows.
+        """
+        b, t = x.shape
+        h, segs = self.hop, t // self.hop
+        q = torch.polar(torch.ones_like(phi), -phi).to(torch.complex64).reshape(b, segs, h)
+        half = torch.polar(torch.ones_like(phi), -0.5 * phi).to(torch.complex64).reshape(b, segs, h)
+        xs = x.reshape(b, segs, h).to(torch.complex64)
+        rise, fall = self.window[:h].to(xs.dtype), self.window[h:].to(xs.dtype)
+        parts = torch.stack([xs * fall, xs * rise, xs * fall * half, xs * rise * half], 2)  # [B, S, 4, hop]
+        sums = torch.empty(b, self.harmonics, 4, segs, dtype=torch.complex64, device=x.device)
+        p = q
+        for i in range(self.harmonics):
+            if i:
+                p = p * q
+            sums[:, i] = (parts @ p[..., None])[..., 0].transpose(1, 2)
+        z = F.pad(sums[:, :, 0], (0, 1)) + F.pad(sums[:, :, 1], (1, 0))
+        w = F.pad(sums[:, :, 2], (0, 1)) + F.pad(sums[:, :, 3], (1, 0))
+        return z, w
 
     def _synthesise(self, c: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
         """``sum_k Re(c_k(t) exp(j k phi))`` with ``c [B, K, F]`` complex linearly interpolated.
 
         Frame ``f``'s centre is sample ``f * hop``. Between two centres the envelope is a straight
-        line, so the sum is ``(1 - u) Re(sum_k c_k[f] P_k(t)) + u Re(sum_k c_k[f+1] P_k(t))``: two
-        small batched matrix products per segment instead of ``[B, K, T]`` envelopes (fast both ways).
+        line, so the sum is ``(1 - u) Re(P_f(e^{j phi})) + u Re(P_{f+1}(e^{j phi}))`` with the
+        polynomials ``P_f(z) = sum_k c_k[f] z^k``. Without gradients they are evaluated by Horner's
+        rule, one row at a time on the CPU (the working set stays in cache: about 5x faster); training
+        keeps two batched matrix products against the ``[2K, T]`` phasor basis, whose backward pass
+        needs no per-step intermediates.
         """
+        if torch.is_grad_enabled() and c.requires_grad:
+            return self._synthesise_basis(c, phi)
+        if c.device.type == "cpu":
+            return torch.cat([self._synthesise_horner(c[i : i + 1], phi[i : i + 1]) for i in range(c.shape[0])])
+        return self._synthesise_horner(c, phi)
+
+    def _synthesise_horner(self, c: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        b, k, f = c.shape
+        t, seg = phi.shape[-1], f - 1
+        z = torch.polar(torch.ones_like(phi), phi).to(torch.complex64).reshape(b, 1, seg, self.hop)
+        coef = torch.stack([c[:, :, :-1], c[:, :, 1:]], 1)[..., None]  # [B, 2, K, F-1, 1]: both ends
+        acc = coef[:, :, k - 1] * z
+        for i in range(k - 2, -1, -1):
+            acc = (acc + coef[:, :, i]) * z
+        u = torch.arange(self.hop, device=c.device, dtype=torch.float32) / self.hop
+        return ((1 - u) * acc[:, 0].real + u * acc[:, 1].real).reshape(b, seg * self.hop)[:, :t]
+
+    def _synthesise_basis(self, c: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
         b, k, f = c.shape
         t = phi.shape[-1]
         seg = f - 1
@@ -221,12 +298,19 @@ class HarmonicEnvelopeNet(nn.Module):
         rms = ((x.pow(2) * valid).sum(dim=1, keepdim=True) / n_valid).sqrt().clamp_min(_RMS_FLOOR)
         xn = x / rms
         z, w = self._analyse(xn, phi)
-        z2 = 2.0 * z  # a line Re(c e^{j k phi}) demodulates to c / 2
         # Frames centred on the zero padding at file edges carry no signal: they get zero weight,
         # their level features are set to the chunk's mean and the long mean skips them (the
         # network never saw padding in training, where every crop is real audio).
         centres = torch.clamp(torch.arange(z.shape[-1], device=x.device) * self.hop, max=t - 1)
         m = valid[:, centres]  # [B, F]
+        k_col = torch.arange(1, self.harmonics + 1, device=x.device, dtype=torch.float32)[None, :, None]
+        theta = None
+        if self.phase_refine:
+            # a DSP step like the tracker: no gradient flows into it
+            theta = refine_phase(z.detach(), m)
+            z = z * _k_phasor(k_col, -theta)
+            w = w * _k_phasor(k_col + 0.5, -theta)
+        z2 = 2.0 * z  # a line Re(c e^{j k phi}) demodulates to c / 2
         pad = self.baseline_frames // 2
         zr = torch.view_as_real(z2).permute(0, 3, 1, 2)  # [B, 2, K, F]
 
@@ -258,5 +342,7 @@ class HarmonicEnvelopeNet(nn.Module):
         o = self.out(self.blocks(self.inp(feats)))
         c_ri = self._pooled(zr, o, m) * alive[:, None, :, None]
         c = torch.complex(c_ri[:, 0], c_ri[:, 1])
+        if theta is not None:
+            c = c * _k_phasor(k_col, theta)
         hum = self._synthesise(c, phi) * rms
         return hum * valid * found[:, None].to(hum.dtype)
