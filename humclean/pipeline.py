@@ -268,7 +268,8 @@ def _clean(
                             f0 = st.detection.f0_hz if st.detection and st.detection.f0_hz else math.nan
                             pending.append((c, _hum_for_channel(seg, geom, y[:, c], engine, f0)))
                 x_core = seg.core
-                ctx.input_md5.update(np.ascontiguousarray(x_core, dtype="<f8").tobytes())
+                if options.provenance:  # hashing every sample costs about as much as decoding it
+                    ctx.input_md5.update(np.ascontiguousarray(x_core, dtype="<f8").tobytes())
                 out = x_core.copy()
                 for c, (future, starts, hum_start, hum_len) in pending:
                     with stage("model"):
