@@ -79,6 +79,18 @@ def test_synthesis_matches_direct_sum(path: str) -> None:
     np.testing.assert_allclose(got, want, atol=2e-4 * np.abs(want).max())
 
 
+def test_batched_horner_equals_rows() -> None:
+    """The batched Horner synthesis (taken on CUDA) equals the per-row one the CPU takes."""
+    net = HarmonicEnvelopeNet(harmonics=7)
+    rng = np.random.default_rng(8)
+    t = 2 * RATE
+    c = torch.tensor(rng.standard_normal((3, 7, t // net.hop + 1)) + 1j * rng.standard_normal((3, 7, t // net.hop + 1)))
+    phi = torch.tensor(np.cumsum(np.full((3, t), 2 * np.pi * 50.2 / RATE), axis=1) + rng.uniform(0, 6, (3, 1)))
+    c = c.to(torch.complex64)
+    rows = torch.cat([net._synthesise_horner(c[i : i + 1], phi[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(net._synthesise_horner(c, phi), rows, rtol=0, atol=1e-5)
+
+
 def test_analysis_finds_each_line_envelope() -> None:
     """A line Re(c e^{j k phi}) demodulates to c / 2 at harmonic k and to nothing elsewhere."""
     net = HarmonicEnvelopeNet(harmonics=4)
