@@ -251,7 +251,7 @@ def _lines(theta: np.ndarray, amps: np.ndarray, seed: int) -> np.ndarray:
 def test_refine_phase_recovers_a_common_phase_error_under_a_passing_note() -> None:
     """A phase error common to every line (the tracker's, k times larger at harmonic k) is recovered from
     all lines together, also while a loud note sits on harmonic 3 for 2 s."""
-    from humclean.models.harmonic import refine_phase
+    from humclean.models.phaselock import refine_phase
 
     frames = 161  # 8 s at 20 frames/s
     f = np.arange(frames)
@@ -300,3 +300,24 @@ def test_phase_refine_repairs_an_erring_tracker() -> None:
     assert scores["refined", "wander"] > scores["refined", "exact"] - 1.0, scores
     assert scores["plain", "wander"] < scores["plain", "exact"] - 4.0, scores
     assert abs(scores["refined", "exact"] - scores["plain", "exact"]) < 1.0, scores
+
+
+def test_lock_phase_corrects_a_wandering_tracker_phase_for_the_canceller() -> None:
+    """``lock_phase`` (what ``dsp`` runs after its tracker) brings a phase that wanders by 0.1 rad back
+    to the true one, on a chunk whose length is not a multiple of the frame hop and whose tail is padding."""
+    from humclean.models.phaselock import lock_phase
+
+    n = 8 * RATE - 123
+    rng = np.random.default_rng(9)
+    t = np.arange(n) / RATE
+    true_phi = 2 * np.pi * np.cumsum(50.0 + 0.05 * np.sin(2 * np.pi * 0.1 * t)) / RATE
+    hum = sum(a * np.cos(k * true_phi + rng.uniform(0, 6.28)) for k, a in enumerate(1.0 / np.arange(1, 16), start=1))
+    valid = np.ones(n)
+    valid[-RATE:] = 0.0
+    x = (0.1 * hum + 0.03 * rng.standard_normal(n)) * valid
+    wander = 0.1 * np.sin(2 * np.pi * 0.7 * t)
+    locked = lock_phase(x, true_phi + wander, valid, RATE // 20, 15)
+    inner = slice(RATE, n - 2 * RATE)
+    err = locked[inner] - true_phi[inner]
+    err -= err.mean()
+    assert np.sqrt(np.mean(err**2)) < 0.15 * np.sqrt(np.mean(wander[inner] ** 2))

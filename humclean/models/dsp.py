@@ -6,7 +6,8 @@ Model of the hum in one chunk::
 
 ``f0`` is refined per chunk around the file-level hint (or chosen between the 50 and 60 Hz
 families when there is none), ``theta`` (slow drift of mains frequency or tape speed) is tracked
-from the phase of the strongest harmonics, and each complex envelope ``c_k(t)`` is a cubic
+from the phase of the strongest harmonics (then, with ``phase_lock``, corrected jointly over every line:
+:mod:`.phaselock`), and each complex envelope ``c_k(t)`` is a cubic
 B-spline fitted by (weighted, lightly penalised) least squares to the demodulated chunk. A
 per-harmonic significance test with Wiener-like shrinkage keeps lines that are not really there
 (or are buried in programme material) from being subtracted.
@@ -165,6 +166,7 @@ class DspCanceller(RowwiseEstimator):
         cp_factor: float = 4.0,
         min_steady: float = 0.5,
         sample_rate: int = SAMPLE_RATE,
+        phase_lock: bool = True,
     ) -> None:
         # Hum of 40 harmonics of 61 Hz ends below 2.5 kHz, so any rate from 6 kHz up sees all of it;
         # lower rates make every per-sample step (demodulation, synthesis, resampling) cheaper.
@@ -186,6 +188,7 @@ class DspCanceller(RowwiseEstimator):
                 "keep_threshold": keep_threshold,
                 "shrink": shrink,
                 "cp_factor": cp_factor,
+                "phase_lock": phase_lock,
             },
         )
         self.envelope_knot_seconds = envelope_knot_seconds
@@ -194,6 +197,7 @@ class DspCanceller(RowwiseEstimator):
         self.keep_threshold = keep_threshold
         self.shrink = shrink
         self.cp_factor = cp_factor
+        self.phase_lock = phase_lock
 
     def analyse(self, seg: np.ndarray, hint: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
         """Refined fundamental, harmonic numbers ``[K]``, each line's SNR and noise ``[K]``; None if no mains."""
@@ -247,6 +251,12 @@ class DspCanceller(RowwiseEstimator):
             return np.zeros(n)
         phi, valid, ks, snr, noise = tracked
         xw = x * valid
+        if self.phase_lock:
+            # The tracker follows the strongest lines only; all lines together correct its phase
+            # (0.5 dB on the validation benchmark). Imported here: torch is not needed to import dsp.
+            from .phaselock import lock_phase
+
+            phi = lock_phase(x, phi, valid, self.sample_rate // 20, int(ks.max()))
 
         # Final envelope fit over candidate harmonics (skip the hopeless ones to save time).
         cand = ks[snr > 0.5]

@@ -19,7 +19,7 @@ least-squares fit cannot tell the two apart). This model keeps the tracker and r
    weighs every frame alike and picks one smoothness per chunk.
 4. ``hum(t) = sum_k Re(c_k(t) exp(j k phi(t)))`` with ``c_k`` linearly interpolated between frames.
 
-With ``phase_refine`` on, step 2 is followed by a joint phase-locked refinement (:func:`refine_phase`):
+With ``phase_refine`` on, step 2 is followed by a joint phase lock (:func:`.phaselock.refine_phase`):
 the tracker's phase, fitted to a few strong harmonics, errs by 0.1 to 0.2 rad under music (k times that
 at harmonic k); every line's frames together pin the common phase far better.
 
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dsp import DspCanceller
+from .phaselock import analyse_lines, frame_window, k_phasor, refine_phase, tri_pool
 
 _RMS_FLOOR = 1e-7
 _CPU_INFERENCE_ROWS = 4
@@ -63,58 +64,6 @@ def _phasor_powers(phi: torch.Tensor, k: int) -> Iterator[torch.Tensor]:
     for _ in range(k - 1):
         p = p * base
         yield p
-
-
-def _tri_pool(v: torch.Tensor, width: int) -> torch.Tensor:
-    """Triangular moving average along the last axis (a box of ``width`` applied twice), zero-padded."""
-    pad = width // 2
-    shape = v.shape
-    v = v.reshape(-1, 1, shape[-1])
-    for _ in range(2):
-        v = F.avg_pool1d(F.pad(v, (pad, pad)), width, stride=1)
-    return v.reshape(shape)
-
-
-def _k_phasor(k: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """``exp(j k theta)`` for ``k [1, K, 1]`` and ``theta [B, 1, F]``: ``[B, K, F]`` complex64."""
-    arg = k * theta
-    return torch.polar(torch.ones_like(arg), arg)
-
-
-def refine_phase(
-    z: torch.Tensor,
-    m: torch.Tensor,
-    iters: int = 4,
-    wide: int = 41,
-    smooth: int = 5,
-    k_first: int = 6,
-    residual_width: int = 5,
-) -> torch.Tensor:
-    """Common phase correction ``theta [B, 1, F]`` (fundamental radians) for demodulated lines ``z [B, K, F]``.
-
-    Model: ``z_k[f] = c_k exp(j k theta_f) + programme``, ``c_k`` moving slowly (a ``wide``-frame
-    triangular mean). Each iteration takes one Gauss-Newton step for ``theta`` per frame, every line
-    weighted by ``k^2 |c_k|^2`` over its local residual power (a line with a note on it, or one that
-    is not there, counts little), smoothed over ``smooth`` frames. The first step uses only lines up to
-    ``k_first`` (their phase cannot wrap). ``m [B, F]``: 1 on frames of real audio, 0 on padding.
-    """
-    k = torch.arange(1, z.shape[1] + 1, device=z.device, dtype=torch.float32)[None, :, None]
-    theta = torch.zeros(z.shape[0], 1, z.shape[-1], device=z.device)
-    mw = m[:, None, :].to(torch.float32)
-    norm = _tri_pool(mw, wide) + 1e-6
-    for it in range(iters):
-        zc = z * _k_phasor(k, -theta)
-        ri = _tri_pool(torch.view_as_real(zc * mw).permute(0, 3, 1, 2), wide) / norm[:, None]  # [B, 2, K, F]
-        c = torch.complex(ri[:, 0], ri[:, 1])
-        power = c.abs().pow(2)
-        # residual floor: 30 dB under the line's mean power, so a clean line is not trusted infinitely
-        resid = _tri_pool((zc - c).abs().pow(2) * mw, residual_width) + 1e-3 * power.mean(-1, keepdim=True) + 1e-12
-        use = mw if it else mw * (k <= k_first)
-        g = (use * k * (zc * torch.conj(c)).imag / resid).sum(1, keepdim=True)
-        h = (use * k * k * power / resid).sum(1, keepdim=True)
-        step = _tri_pool(g, smooth) / (_tri_pool(h, smooth) + 1e-12)
-        theta = theta + step.clamp(-0.3, 0.3)
-    return theta
 
 
 class _Block(nn.Module):
@@ -154,8 +103,7 @@ class HarmonicEnvelopeNet(nn.Module):
         self.hop = self.sample_rate // int(frame_rate)
         self.baseline_frames = max(1, int(round(baseline_seconds * frame_rate))) | 1
         self.tracker = DspCanceller(sample_rate=self.sample_rate)
-        window = torch.hann_window(2 * self.hop + 1, periodic=False)[1:]  # 2*hop taps, centred
-        self.register_buffer("window", window / window.sum(), persistent=False)
+        self.register_buffer("window", frame_window(self.hop), persistent=False)
         self.inp = nn.Conv2d(7, channels, 1)
         self.blocks = nn.Sequential(
             *[_Block(channels, dk, dt) for dk, dt in zip(dilations_k, dilations_t, strict=True)]
@@ -186,29 +134,10 @@ class HarmonicEnvelopeNet(nn.Module):
 
     # ------------------------------------------------------------------ analysis / synthesis
     def _analyse(self, x: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Line envelopes ``z [B, K, F]`` and between-line programme ``w [B, K, F]`` (complex64).
-
-        ``z_k[f]`` is the Hann-weighted mean of ``x exp(-j k phi)`` over the ``2 hop`` samples centred on
-        sample ``f hop``; ``w_k`` the same at ``(k + 1/2) phi``. Each segment of ``hop`` samples is the
-        falling half of one frame and the rising half of the next, so both halves are formed once per
-        segment and each harmonic costs one complex product (the next power of ``exp(-j phi)``) and one
-        small matrix product per segment: about 3x faster than demodulating and framing whole rows.
-        """
-        b, t = x.shape
-        h, segs = self.hop, t // self.hop
-        q = torch.polar(torch.ones_like(phi), -phi).to(torch.complex64).reshape(b, segs, h)
-        half = torch.polar(torch.ones_like(phi), -0.5 * phi).to(torch.complex64).reshape(b, segs, h)
-        xs = x.reshape(b, segs, h).to(torch.complex64)
-        rise, fall = self.window[:h].to(xs.dtype), self.window[h:].to(xs.dtype)
-        parts = torch.stack([xs * fall, xs * rise, xs * fall * half, xs * rise * half], 2)  # [B, S, 4, hop]
-        sums = torch.empty(b, self.harmonics, 4, segs, dtype=torch.complex64, device=x.device)
-        p = q
-        for i in range(self.harmonics):
-            if i:
-                p = p * q
-            sums[:, i] = (parts @ p[..., None])[..., 0].transpose(1, 2)
-        z = F.pad(sums[:, :, 0], (0, 1)) + F.pad(sums[:, :, 1], (1, 0))
-        w = F.pad(sums[:, :, 2], (0, 1)) + F.pad(sums[:, :, 3], (1, 0))
+        """Line envelopes ``z [B, K, F]`` and between-line programme ``w [B, K, F]`` (complex64): see
+        :func:`.phaselock.analyse_lines`."""
+        z, w = analyse_lines(x, phi, self.window, self.harmonics, between=True)
+        assert w is not None
         return z, w
 
     def _synthesise(self, c: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
@@ -272,7 +201,7 @@ class HarmonicEnvelopeNet(nn.Module):
         num = zr * weight[:, None]
         est = torch.zeros_like(zr)
         for i, width in enumerate(self.pool_widths):
-            est = est + alpha[:, i, None] * _tri_pool(num, width) / (_tri_pool(weight, width)[:, None] + 1e-6)
+            est = est + alpha[:, i, None] * tri_pool(num, width) / (tri_pool(weight, width)[:, None] + 1e-6)
         return est * gain[:, None]
 
     # ------------------------------------------------------------------ forward
@@ -308,8 +237,8 @@ class HarmonicEnvelopeNet(nn.Module):
         if self.phase_refine:
             # a DSP step like the tracker: no gradient flows into it
             theta = refine_phase(z.detach(), m)
-            z = z * _k_phasor(k_col, -theta)
-            w = w * _k_phasor(k_col + 0.5, -theta)
+            z = z * k_phasor(k_col, -theta)
+            w = w * k_phasor(k_col + 0.5, -theta)
         z2 = 2.0 * z  # a line Re(c e^{j k phi}) demodulates to c / 2
         pad = self.baseline_frames // 2
         zr = torch.view_as_real(z2).permute(0, 3, 1, 2)  # [B, 2, K, F]
@@ -343,6 +272,6 @@ class HarmonicEnvelopeNet(nn.Module):
         c_ri = self._pooled(zr, o, m) * alive[:, None, :, None]
         c = torch.complex(c_ri[:, 0], c_ri[:, 1])
         if theta is not None:
-            c = c * _k_phasor(k_col, theta)
+            c = c * k_phasor(k_col, theta)
         hum = self._synthesise(c, phi) * rms
         return hum * valid * found[:, None].to(hum.dtype)

@@ -1,0 +1,126 @@
+"""Phase lock over every hum line: harmonic-synchronous analysis and a joint common-phase correction.
+
+The mains tracker (:meth:`.dsp.DspCanceller.track`) fits its phase to the few strongest lines; under music
+it errs by 0.1 to 0.2 rad at the fundamental within a chunk, which is k times that at harmonic k. Demodulated
+by the tracked phase, line ``k`` is a slowly varying complex number per 50 ms frame (:func:`analyse_lines`);
+a phase error common to all lines rotates line ``k`` by ``k theta``, so every line's frames together pin
+``theta`` far better than any one line (:func:`refine_phase`). Used inside the harmonic envelope network
+(``phase_refine``) and by the ``dsp`` canceller (:func:`lock_phase`). No weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def frame_window(hop: int) -> torch.Tensor:
+    """Hann window of ``2 hop`` taps centred on a frame's centre, summing to 1."""
+    window = torch.hann_window(2 * hop + 1, periodic=False)[1:]
+    return window / window.sum()
+
+
+def analyse_lines(
+    x: torch.Tensor, phi: torch.Tensor, window: torch.Tensor, harmonics: int, between: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Line envelopes ``z [B, K, F]`` (and with ``between``, programme between the lines ``w``), complex64.
+
+    ``z_k[f]`` is the ``window``-weighted sum of ``x exp(-j k phi)`` over the ``2 hop`` samples centred on
+    sample ``f hop`` (``F = T / hop + 1``; ``T`` a multiple of ``hop``); ``w_k`` the same at
+    ``(k + 1/2) phi``. Each segment of ``hop`` samples is the falling half of one frame and the rising half
+    of the next, so both halves are formed once per segment and each harmonic costs one complex product
+    (the next power of ``exp(-j phi)``) and one small matrix product per segment: about 3x faster than
+    demodulating and framing whole rows.
+    """
+    b, t = x.shape
+    h = window.shape[0] // 2
+    segs = t // h
+    q = torch.polar(torch.ones_like(phi), -phi).to(torch.complex64).reshape(b, segs, h)
+    xs = x.reshape(b, segs, h).to(torch.complex64)
+    rise, fall = window[:h].to(xs.dtype), window[h:].to(xs.dtype)
+    rows = [xs * fall, xs * rise]
+    if between:
+        half = torch.polar(torch.ones_like(phi), -0.5 * phi).to(torch.complex64).reshape(b, segs, h)
+        rows += [rows[0] * half, rows[1] * half]
+    parts = torch.stack(rows, 2)  # [B, S, 2 or 4, hop]
+    sums = torch.empty(b, harmonics, len(rows), segs, dtype=torch.complex64, device=x.device)
+    p = q
+    for i in range(harmonics):
+        if i:
+            p = p * q
+        sums[:, i] = (parts @ p[..., None])[..., 0].transpose(1, 2)
+    z = F.pad(sums[:, :, 0], (0, 1)) + F.pad(sums[:, :, 1], (1, 0))
+    if not between:
+        return z, None
+    return z, F.pad(sums[:, :, 2], (0, 1)) + F.pad(sums[:, :, 3], (1, 0))
+
+
+def tri_pool(v: torch.Tensor, width: int) -> torch.Tensor:
+    """Triangular moving average along the last axis (a box of ``width`` applied twice), zero-padded."""
+    pad = width // 2
+    shape = v.shape
+    v = v.reshape(-1, 1, shape[-1])
+    for _ in range(2):
+        v = F.avg_pool1d(F.pad(v, (pad, pad)), width, stride=1)
+    return v.reshape(shape)
+
+
+def k_phasor(k: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``exp(j k theta)`` for ``k [1, K, 1]`` and ``theta [B, 1, F]``: ``[B, K, F]`` complex64."""
+    arg = k * theta
+    return torch.polar(torch.ones_like(arg), arg)
+
+
+def refine_phase(
+    z: torch.Tensor,
+    m: torch.Tensor,
+    iters: int = 4,
+    wide: int = 41,
+    smooth: int = 5,
+    k_first: int = 6,
+    residual_width: int = 5,
+) -> torch.Tensor:
+    """Common phase correction ``theta [B, 1, F]`` (fundamental radians) for demodulated lines ``z [B, K, F]``.
+
+    Model: ``z_k[f] = c_k exp(j k theta_f) + programme``, ``c_k`` moving slowly (a ``wide``-frame
+    triangular mean). Each iteration takes one Gauss-Newton step for ``theta`` per frame, every line
+    weighted by ``k^2 |c_k|^2`` over its local residual power (a line with a note on it, or one that
+    is not there, counts little), smoothed over ``smooth`` frames. The first step uses only lines up to
+    ``k_first`` (their phase cannot wrap). ``m [B, F]``: 1 on frames of real audio, 0 on padding.
+    """
+    k = torch.arange(1, z.shape[1] + 1, device=z.device, dtype=torch.float32)[None, :, None]
+    theta = torch.zeros(z.shape[0], 1, z.shape[-1], device=z.device)
+    mw = m[:, None, :].to(torch.float32)
+    norm = tri_pool(mw, wide) + 1e-6
+    for it in range(iters):
+        zc = z * k_phasor(k, -theta)
+        ri = tri_pool(torch.view_as_real(zc * mw).permute(0, 3, 1, 2), wide) / norm[:, None]  # [B, 2, K, F]
+        c = torch.complex(ri[:, 0], ri[:, 1])
+        power = c.abs().pow(2)
+        # residual floor: 30 dB under the line's mean power, so a clean line is not trusted infinitely
+        resid = tri_pool((zc - c).abs().pow(2) * mw, residual_width) + 1e-3 * power.mean(-1, keepdim=True) + 1e-12
+        use = mw if it else mw * (k <= k_first)
+        g = (use * k * (zc * torch.conj(c)).imag / resid).sum(1, keepdim=True)
+        h = (use * k * k * power / resid).sum(1, keepdim=True)
+        step = tri_pool(g, smooth) / (tri_pool(h, smooth) + 1e-12)
+        theta = theta + step.clamp(-0.3, 0.3)
+    return theta
+
+
+def lock_phase(x: np.ndarray, phi: np.ndarray, valid: np.ndarray, hop: int, harmonics: int) -> np.ndarray:
+    """``phi [n]`` (the tracker's phase of chunk ``x [n]``) corrected by :func:`refine_phase` over
+    ``harmonics`` lines in frames of ``hop`` samples; ``valid [n]`` is 0 on zero padding."""
+    n = x.shape[0]
+    t = -(-n // hop) * hop
+    xp = np.zeros(t, dtype=np.float32)
+    xp[:n] = x * valid
+    step = phi[-1] - phi[-2] if n > 1 else 0.0
+    php = np.concatenate([phi, phi[-1] + step * np.arange(1, t - n + 1)])  # straight on past the end
+    vp = np.zeros(t, dtype=np.float32)
+    vp[:n] = valid
+    with torch.no_grad():
+        z, _ = analyse_lines(torch.from_numpy(xp)[None], torch.from_numpy(php)[None], frame_window(hop), harmonics)
+        centres = np.minimum(np.arange(z.shape[-1]) * hop, t - 1)
+        theta = refine_phase(z, torch.from_numpy(vp[centres])[None])[0, 0].double().numpy()
+    return phi + np.interp(np.arange(n), np.arange(theta.size) * hop, theta)
