@@ -1,4 +1,4 @@
-"""Adaptive harmonic hum canceller without weights (numpy only).
+"""Adaptive harmonic hum canceller without weights (numpy; the optional phase lock runs on torch).
 
 Model of the hum in one chunk::
 
