@@ -396,10 +396,13 @@ def dataset_build(clean_dir: Path, out_dir: Path, snr: str, seed: int, subtype: 
 def dataset_bass(out_dir: Path, count: int, seconds: float, first_seed: int) -> None:
     """Write OUT/bass/*.wav: held bass/organ notes at and near 50/60/100/120 Hz (clean training material
     that teaches a model to leave such notes alone; every third clip is tuned exactly to the mains)."""
-    from .training.bass import overlaps_benchmark, write_bass_clips
+    from .training.bass import BENCHMARK_FIRST_SEED, overlaps_benchmark, write_bass_clips
 
     if overlaps_benchmark(first_seed, count):
-        click.echo("humclean: warning: these seeds overlap the evaluation's bass clips (1000 onwards)", err=True)
+        click.echo(
+            f"humclean: warning: these seeds overlap the evaluation's bass clips ({BENCHMARK_FIRST_SEED} onwards)",
+            err=True,
+        )
     paths = write_bass_clips(out_dir, count=count, seconds=seconds, first_seed=first_seed)
     click.echo(f"{len(paths)} clips in {out_dir / 'bass'}")
 

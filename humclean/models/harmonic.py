@@ -232,7 +232,8 @@ class HarmonicEnvelopeNet(nn.Module):
         # network never saw padding in training, where every crop is real audio).
         centres = torch.clamp(torch.arange(z.shape[-1], device=x.device) * self.hop, max=t - 1)
         m = valid[:, centres]  # [B, F]
-        k_col = torch.arange(1, self.harmonics + 1, device=x.device, dtype=torch.float32)[None, :, None]
+        k_idx = torch.arange(1, self.harmonics + 1, device=x.device, dtype=torch.float32)
+        k_col = k_idx[None, :, None]
         theta = None
         if self.phase_refine:
             # a DSP step like the tracker: no gradient flows into it
@@ -254,7 +255,6 @@ class HarmonicEnvelopeNet(nn.Module):
             mean = (lv * m[:, None]).sum(-1, keepdim=True) / m.sum(-1).clamp_min(1.0)[:, None, None]
             return torch.where(m[:, None] > 0, lv, mean)[:, None]
 
-        k_idx = torch.arange(1, self.harmonics + 1, device=x.device, dtype=torch.float32)
         # lines beyond 0.45 * rate (61 Hz mains) do not exist at this rate
         f0_est = (phi[:, -1] - phi[:, 0]) / (2 * math.pi) * self.sample_rate / max(t - 1, 1)
         alive = (k_idx[None, :] * f0_est[:, None].float() < 0.45 * self.sample_rate).float()  # [B, K]
