@@ -126,3 +126,17 @@ def test_dsp_is_deterministic() -> None:
     a = DspCanceller().estimate(x, np.zeros(1, np.int64), np.array([np.nan]))
     b = DspCanceller().estimate(x, np.zeros(1, np.int64), np.array([np.nan]))
     assert np.array_equal(a, b)
+
+
+def test_phasors_by_squarings_equal_exponentials() -> None:
+    """The phasor powers for sparse, ascending harmonic numbers equal ``exp(-j k phi)``."""
+    from humclean.models.dsp import _phasors
+
+    phi = np.cumsum(np.full(4000, 2 * np.pi * 50.3 / 8000)) + 0.3 * np.sin(np.arange(4000) / 500.0) + 1000.0
+    ks = np.array([1, 2, 5, 8, 8, 17, 33, 40])
+    got = dict(_phasors(phi, ks))
+    assert sorted(got) == list(range(ks.size))
+    for i, k in enumerate(ks):
+        np.testing.assert_allclose(got[i], np.exp(-1j * k * phi), atol=2e-5)
+    with pytest.raises(ValueError):
+        next(_phasors(phi, np.array([3, 2])))

@@ -19,6 +19,7 @@ the number of degrees of freedom needed for the significance test in closed form
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -108,24 +109,41 @@ class _Splines:
 
 
 def _phasors(phi: np.ndarray, ks: np.ndarray):  # type: ignore[no-untyped-def]
-    """Yield ``(i, exp(-j ks[i] phi))`` for ascending ``ks`` by chained complex products: one
-    multiply per harmonic number passed, never a complex exponential per harmonic (an exponential
-    costs about 30 multiplies)."""
+    """Yield ``(i, exp(-j ks[i] phi))`` for ascending ``ks`` by complex products, never a complex
+    exponential per harmonic (an exponential costs about 30 multiplies): each step from one
+    harmonic number to the next multiplies by ``exp(-j gap phi)`` built from a table of squarings, so
+    eight lines up to the 40th take about 15 products instead of 40."""
     if np.any(np.diff(ks) < 0):
         raise ValueError("harmonic numbers must ascend")
-    # complex64 is plenty: 40 chained multiplies drift by ~1e-6 rad. The phase (thousands of
-    # radians) is wrapped in float64 first, so float32 sines keep ~1e-7 rad.
+    # complex64 is plenty: a few dozen chained multiplies drift by ~1e-6 rad. The phase (thousands
+    # of radians) is wrapped in float64 first, so float32 sines keep ~1e-7 rad.
     wrapped = np.mod(phi, 2 * np.pi).astype(np.float32)
     base = np.empty(phi.shape, dtype=np.complex64)
     base.real = np.cos(wrapped)
     base.imag = -np.sin(wrapped)
-    p = np.ones_like(base)
+    squares = [base]  # exp(-j 2^i phi)
+    p: np.ndarray | None = None
     k_prev = 0
     for i, k in enumerate(ks):
-        for _ in range(int(k) - k_prev):
-            p = p * base
+        gap = int(k) - k_prev
+        bit = 0
+        while gap:
+            if bit == len(squares):
+                squares.append(squares[-1] * squares[-1])
+            if gap & 1:
+                p = squares[bit] if p is None else p * squares[bit]
+            gap >>= 1
+            bit += 1
         k_prev = int(k)
-        yield i, p
+        yield i, (np.ones_like(base) if p is None else p)
+
+
+@functools.cache
+def _hann(m: int) -> np.ndarray:
+    """``np.hanning(m)``, kept: every chunk of a run has the same length."""
+    w = np.hanning(m)
+    w.flags.writeable = False
+    return w
 
 
 def _harmonic_products(x: np.ndarray, phi: np.ndarray, ks: np.ndarray, splines: _Splines) -> np.ndarray:
@@ -285,7 +303,7 @@ class DspCanceller(RowwiseEstimator):
     def _spectrum(self, seg: np.ndarray) -> tuple[np.ndarray, float]:
         """Hann power spectrum of the valid region, zero-padded x2: (``[F]``, bin width Hz)."""
         m = seg.shape[0]
-        w = np.hanning(m)
+        w = _hann(m)
         nfft = 1 << int(math.ceil(math.log2(2 * m)))
         limit = int(2600 * nfft / self.sample_rate)
         s = np.fft.rfft(seg * w, nfft)[:limit]

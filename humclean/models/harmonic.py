@@ -29,6 +29,8 @@ finds no mains lines get zero hum. ``T`` must be a multiple of ``sample_rate / f
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from collections.abc import Iterator
 
@@ -41,6 +43,14 @@ from .dsp import DspCanceller
 from .phaselock import analyse_lines, frame_window, k_phasor, refine_phase, tri_pool
 
 _RMS_FLOOR = 1e-7
+
+
+@functools.cache
+def _cpu_bf16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN: AVX512-BF16 or AMX)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 _CPU_INFERENCE_ROWS = 4
 
 
@@ -114,6 +124,17 @@ class HarmonicEnvelopeNet(nn.Module):
         self.out = nn.Conv2d(channels, len(self.pool_widths) + 2, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        # bfloat16 copy of the layers for CPU inference (see ``_cnn``); in a list so that it is not a
+        # submodule: never saved, never trained
+        self._bf16: list[nn.Module] = []
+        self.register_load_state_dict_post_hook(lambda module, keys: module._drop_bf16())
+
+    def _drop_bf16(self) -> None:
+        self._bf16.clear()
+
+    def train(self, mode: bool = True) -> HarmonicEnvelopeNet:
+        self._drop_bf16()
+        return super().train(mode)
 
     # ------------------------------------------------------------------ tracking
     def _phases(self, x: torch.Tensor, f0_hz: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -204,6 +225,22 @@ class HarmonicEnvelopeNet(nn.Module):
             est = est + alpha[:, i, None] * tri_pool(num, width) / (tri_pool(weight, width)[:, None] + 1e-6)
         return est * gain[:, None]
 
+    # ------------------------------------------------------------------ network
+    def _cnn(self, feats: torch.Tensor) -> torch.Tensor:
+        """The CNN's outputs ``[B, S + 2, K, F]`` (float32).
+
+        Inference on a CPU with native bfloat16 (AVX512-BF16 or AMX) runs a bfloat16 channels-last copy
+        of the layers, about 2.5x faster; its outputs are only weights and window choices, the
+        envelopes themselves are pooled in float32. The copy is made on first use in eval mode and
+        dropped by ``train()``, ``eval()`` and ``load_state_dict`` (weights change only around those)."""
+        if self.training or torch.is_grad_enabled() or feats.device.type != "cpu" or not _cpu_bf16():
+            return self.out(self.blocks(self.inp(feats)))
+        if not self._bf16:
+            layers = nn.Sequential(self.inp, self.blocks, self.out)
+            self._bf16.append(copy.deepcopy(layers).to(torch.bfloat16).to(memory_format=torch.channels_last))
+        x = feats.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        return self._bf16[0](x).float().contiguous()
+
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, f0_hz: torch.Tensor | None = None) -> torch.Tensor:
         # Inference on the CPU runs a few rows at a time: the synthesis holds [rows, 2K, T] phasors
@@ -268,7 +305,7 @@ class HarmonicEnvelopeNet(nn.Module):
             ],
             dim=1,
         )
-        o = self.out(self.blocks(self.inp(feats)))
+        o = self._cnn(feats)
         c_ri = self._pooled(zr, o, m) * alive[:, None, :, None]
         c = torch.complex(c_ri[:, 0], c_ri[:, 1])
         if theta is not None:

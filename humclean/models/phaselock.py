@@ -30,30 +30,48 @@ def analyse_lines(
     sample ``f hop`` (``F = T / hop + 1``; ``T`` a multiple of ``hop``); ``w_k`` the same at
     ``(k + 1/2) phi``. Each segment of ``hop`` samples is the falling half of one frame and the rising half
     of the next, so both halves are formed once per segment and each harmonic costs one complex product
-    (the next power of ``exp(-j phi)``) and one small matrix product per segment: about 3x faster than
-    demodulating and framing whole rows.
+    (the next power of ``exp(-j phi)``) and one small real matrix product per segment. On the CPU rows
+    go one at a time (the segment rows and the power stay in cache: about 1.3x faster).
     """
+    if x.device.type == "cpu" and x.shape[0] > 1:
+        pairs = [_analyse_rows(x[i : i + 1], phi[i : i + 1], window, harmonics, between) for i in range(x.shape[0])]
+        z = torch.cat([p[0] for p in pairs])
+        return z, (torch.cat([p[1] for p in pairs]) if between else None)  # type: ignore[misc]
+    return _analyse_rows(x, phi, window, harmonics, between)
+
+
+def _analyse_rows(
+    x: torch.Tensor, phi: torch.Tensor, window: torch.Tensor, harmonics: int, between: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     b, t = x.shape
     h = window.shape[0] // 2
     segs = t // h
     q = torch.polar(torch.ones_like(phi), -phi).to(torch.complex64).reshape(b, segs, h)
-    xs = x.reshape(b, segs, h).to(torch.complex64)
-    rise, fall = window[:h].to(xs.dtype), window[h:].to(xs.dtype)
-    rows = [xs * fall, xs * rise]
+    xs = x.reshape(b, segs, h).float()
+    window = window.to(xs)
+    rows = [xs * window[h:], xs * window[:h]]  # falling half of frame f, rising half of frame f + 1
     if between:
         half = torch.polar(torch.ones_like(phi), -0.5 * phi).to(torch.complex64).reshape(b, segs, h)
-        rows += [rows[0] * half, rows[1] * half]
-    parts = torch.stack(rows, 2)  # [B, S, 2 or 4, hop]
-    sums = torch.empty(b, harmonics, len(rows), segs, dtype=torch.complex64, device=x.device)
+        for r in rows[:2]:
+            c = r * half
+            rows += [c.real, c.imag]
+    # Real rows against the power's (re, im) pairs: one real GEMM per harmonic; the two plain rows are
+    # real already, so this does a third less work than a complex product of complex rows.
+    parts = torch.stack(rows, 2)  # [B, S, R, hop]
+    sums = torch.empty(b, harmonics, segs, parts.shape[2], 2, device=x.device)
     p = q
-    for i in range(harmonics):
-        if i:
-            p = p * q
-        sums[:, i] = (parts @ p[..., None])[..., 0].transpose(1, 2)
-    z = F.pad(sums[:, :, 0], (0, 1)) + F.pad(sums[:, :, 1], (1, 0))
+    with torch.autocast(x.device.type, enabled=False):  # lines 60 dB under the programme need float32
+        for i in range(harmonics):
+            if i:
+                p = p * q
+            sums[:, i] = parts @ torch.view_as_real(p)
+    plain = torch.view_as_complex(sums[..., :2, :].contiguous())  # [B, K, S, 2]
+    z = F.pad(plain[..., 0], (0, 1)) + F.pad(plain[..., 1], (1, 0))
     if not between:
         return z, None
-    return z, F.pad(sums[:, :, 2], (0, 1)) + F.pad(sums[:, :, 3], (1, 0))
+    e = sums[..., 2:, :]  # (a + j b)(c + j d) = (ac - bd) + j (ad + bc)
+    mixed = torch.complex(e[..., 0::2, 0] - e[..., 1::2, 1], e[..., 0::2, 1] + e[..., 1::2, 0])
+    return z, F.pad(mixed[..., 0], (0, 1)) + F.pad(mixed[..., 1], (1, 0))
 
 
 def tri_pool(v: torch.Tensor, width: int) -> torch.Tensor:
