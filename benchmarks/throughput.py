@@ -92,7 +92,17 @@ def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tupl
         estimator.card = ModelCard("floor", 8000, 64000, 8000, arch="identity")
     else:
         estimator = zoo.load(method, "auto")
-    pipe = Pipeline(estimator, RunOptions(force=True, overwrite=True, jobs=jobs, batch_size=batch))
+    # the CLI's --threads 0 policy: torch threads per call and engine workers
+    import os
+
+    import torch
+
+    from humclean.models.torch_estimator import parallelism
+
+    torch_threads, workers = parallelism(estimator, 0, os.cpu_count() or 1)
+    torch.set_num_threads(torch_threads)
+    options = RunOptions(force=True, overwrite=True, jobs=jobs, batch_size=batch, model_workers=workers)
+    pipe = Pipeline(estimator, options)
     t0 = time.perf_counter()
     records = pipe.run(tasks)
     wall = time.perf_counter() - t0

@@ -73,7 +73,11 @@ def main() -> None:
     "--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256), help="Files decoded/encoded in parallel."
 )
 @click.option(
-    "--threads", default=0, show_default=True, type=click.IntRange(0, 256), help="Torch CPU threads (0: all cores)."
+    "--threads",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 256),
+    help="Torch CPU threads per model call (0: 1 per call, 1 call per core).",
 )
 @click.option("--include", multiple=True, help="Glob of files to take (repeatable; default: common audio extensions).")
 @click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
@@ -166,7 +170,6 @@ def run(
 
     import torch
 
-    torch.set_num_threads(threads or os.cpu_count() or 1)
     from . import zoo
     from .pipeline import Pipeline, RunOptions
 
@@ -175,10 +178,12 @@ def run(
     except (HumcleanError, ValueError) as exc:
         _usage(str(exc))
 
-    if batch_size == 0:
-        from .models.torch_estimator import TorchEstimator, auto_batch_size
+    from .models.torch_estimator import TorchEstimator, auto_batch_size, parallelism
 
+    if batch_size == 0:
         batch_size = auto_batch_size(estimator) if isinstance(estimator, TorchEstimator) else 16
+    torch_threads, model_workers = parallelism(estimator, threads, os.cpu_count() or 1)
+    torch.set_num_threads(torch_threads)
     lock = None
     if not dry_run:
         try:
@@ -232,6 +237,7 @@ def run(
 
     options = RunOptions(
         dry_run=dry_run, force=force, overwrite=overwrite, checksum=checksum, jobs=jobs, batch_size=batch_size,
+        model_workers=model_workers,
         segment_seconds=segment_seconds, reference_root=reference, format_override=format_override,
         keep_mtime=keep_mtime, provenance=provenance_path is not None and not dry_run,
     )  # fmt: skip

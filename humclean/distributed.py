@@ -35,7 +35,7 @@ def _worker_pipeline(model: str, device: str, options: RunOptions) -> tuple[Pipe
             from . import zoo
 
             estimator = zoo.load(model, device)
-            engine = BatchEngine(estimator, options.batch_size).__enter__()
+            engine = BatchEngine(estimator, options.batch_size, workers=options.model_workers).__enter__()
             _WORKER_STATE[key] = (Pipeline(estimator, options), engine)
         return _WORKER_STATE[key]
 

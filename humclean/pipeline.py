@@ -54,6 +54,7 @@ class RunOptions:
     checksum: bool = False
     jobs: int = 2
     batch_size: int = 16
+    model_workers: int = 1  # batches run side by side (see BatchEngine)
     segment_seconds: float = 60.0
     reference_root: Path | None = None
     format_override: str | None = None
@@ -429,7 +430,7 @@ class Pipeline:
     def run(self, tasks: list[FileTask]) -> list[FileRecord]:
         """Process every task here (worker threads); returns one record per task (order of completion)."""
         todo, records = self.probe_tasks(tasks)
-        with BatchEngine(self.estimator, self.options.batch_size) as engine:
+        with BatchEngine(self.estimator, self.options.batch_size, workers=self.options.model_workers) as engine:
             runner = Parallel(n_jobs=max(1, self.options.jobs), backend="threading", return_as="generator_unordered")
             for rec in runner(delayed(self._run_one)(t, i, engine) for t, i in todo):
                 records.append(self.emit(rec))

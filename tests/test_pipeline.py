@@ -75,7 +75,10 @@ def test_segment_size_does_not_change_the_result(tmp_path: Path) -> None:
     np.testing.assert_allclose(a, b, atol=2e-6)
 
 
-def test_files_in_one_batch_equal_each_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 3])
+def test_files_in_one_batch_equal_each_alone(tmp_path: Path, workers: int) -> None:
+    """Chunks of many files packed into shared batches (run by one or several engine workers, whose
+    batches then split a file's chunks between them) come out as each file run alone."""
     specs = [(16000, 1, 2.0), (44100, 2, 3.1), (48000, 2, 1.3), (22050, 1, 0.7)]
     for i, (rate, ch, sec) in enumerate(specs):
         n = int(sec * rate)
@@ -87,7 +90,10 @@ def test_files_in_one_batch_equal_each_alone(tmp_path: Path) -> None:
         )
     torch.manual_seed(0)
     est = TorchEstimator(TinyConvHum(), ModelCard("tiny", 16000, 4000, 500), torch.device("cpu"))
-    together = _run(tmp_path / "in", tmp_path / "together", est, force=True, jobs=4, batch_size=16)
+    batch = 16 if workers == 1 else 3
+    together = _run(
+        tmp_path / "in", tmp_path / "together", est, force=True, jobs=4, batch_size=batch, model_workers=workers
+    )
     assert all(r.status == "cleaned" for r in together)
     for i in range(len(specs)):
         single = tmp_path / f"single{i}"

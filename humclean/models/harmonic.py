@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -43,6 +44,7 @@ from .dsp import DspCanceller
 from .phaselock import analyse_lines, frame_window, k_phasor, refine_phase, tri_pool
 
 _RMS_FLOOR = 1e-7
+_BF16_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -235,9 +237,10 @@ class HarmonicEnvelopeNet(nn.Module):
         dropped by ``train()``, ``eval()`` and ``load_state_dict`` (weights change only around those)."""
         if self.training or torch.is_grad_enabled() or feats.device.type != "cpu" or not _cpu_bf16():
             return self.out(self.blocks(self.inp(feats)))
-        if not self._bf16:
-            layers = nn.Sequential(self.inp, self.blocks, self.out)
-            self._bf16.append(copy.deepcopy(layers).to(torch.bfloat16).to(memory_format=torch.channels_last))
+        with _BF16_LOCK:  # engine workers may call concurrently
+            if not self._bf16:
+                layers = nn.Sequential(self.inp, self.blocks, self.out)
+                self._bf16.append(copy.deepcopy(layers).to(torch.bfloat16).to(memory_format=torch.channels_last))
         x = feats.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
         return self._bf16[0](x).float().contiguous()
 
