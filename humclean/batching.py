@@ -54,8 +54,8 @@ class BatchEngine:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         # Several workers run batches side by side: on a CPU, one single-threaded model call per core
-        # keeps both cores busy through the model's numpy and Python steps, which one multi-threaded
-        # call cannot (``humclean run`` measured 13.2 s -> see README Throughput).
+        # keeps the cores busy through a model's serial numpy and Python steps, which one multi-threaded
+        # call cannot (see ``models.torch_estimator.parallelism``).
         self.workers = workers
         self.estimator = estimator
         self.batch_size = batch_size

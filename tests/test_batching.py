@@ -68,3 +68,21 @@ def test_a_failing_batch_fails_only_its_requests() -> None:
             assert fut.result(timeout=10).shape == (2, 16)
         with pytest.raises(RuntimeError, match="bad row"):
             bad.result(timeout=10)
+
+
+def test_parallelism_policy() -> None:
+    """--threads 0 on a CPU: one torch thread per call, one call per core; an explicit count or a GPU
+    model: one call at a time."""
+    import torch
+
+    from humclean.models.dsp import DspCanceller
+    from humclean.models.tiny import TinyConvHum
+    from humclean.models.torch_estimator import TorchEstimator, parallelism
+
+    cpu = TorchEstimator(TinyConvHum(), ModelCard("tiny", 16000, 4000, 500), torch.device("cpu"))
+    assert parallelism(cpu, 0, 8) == (1, 8)
+    assert parallelism(cpu, 3, 8) == (3, 1)
+    assert parallelism(DspCanceller(), 0, 2) == (1, 2)
+    gpu = TorchEstimator.__new__(TorchEstimator)
+    gpu.device = torch.device("cuda")  # only the device is consulted; nothing runs
+    assert parallelism(gpu, 0, 8) == (8, 1)

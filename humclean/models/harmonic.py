@@ -44,6 +44,7 @@ from .dsp import DspCanceller
 from .phaselock import analyse_lines, frame_window, k_phasor, refine_phase, tri_pool
 
 _RMS_FLOOR = 1e-7
+_CPU_INFERENCE_ROWS = 4
 _BF16_LOCK = threading.Lock()
 
 
@@ -51,9 +52,6 @@ _BF16_LOCK = threading.Lock()
 def _cpu_bf16() -> bool:
     """Whether this CPU runs bfloat16 convolutions natively (oneDNN: AVX512-BF16 or AMX)."""
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-_CPU_INFERENCE_ROWS = 4
 
 
 def _edge_mask(x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
