@@ -92,13 +92,14 @@ def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tupl
         estimator.card = ModelCard("floor", 8000, 64000, 8000, arch="identity")
     else:
         estimator = zoo.load(method, "auto")
-    # the CLI's --threads 0 policy: torch threads per call and engine workers
+    # the CLI's --batch-size 0 and --threads 0 policies: batch, torch threads per call, engine workers
     import os
 
     import torch
 
-    from humclean.models.torch_estimator import parallelism
+    from humclean.models.torch_estimator import auto_batch_size, parallelism
 
+    batch = batch or auto_batch_size(estimator)
     torch_threads, workers = parallelism(estimator, 0, os.cpu_count() or 1)
     torch.set_num_threads(torch_threads)
     options = RunOptions(force=True, overwrite=True, jobs=jobs, batch_size=batch, model_workers=workers)
@@ -125,7 +126,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=2.0, help="length of each ordinary file")
     ap.add_argument("--long-minutes", type=float, default=30.0)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=0, help="0: what humclean run picks")
     ap.add_argument("--mixed", action="store_true", help="add 44.1 kHz FLAC and 16 kHz mono files")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/humclean-throughput"))
     args = ap.parse_args()

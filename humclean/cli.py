@@ -67,7 +67,7 @@ def main() -> None:
     default=0,
     show_default=True,
     type=click.IntRange(0, 4096),
-    help="Chunks per model batch (0: 16 on the CPU, sized from free memory on a GPU).",
+    help="Chunks per model batch (0: 4 on the CPU, sized from free memory on a GPU).",
 )
 @click.option(
     "--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256), help="Files decoded/encoded in parallel."
@@ -178,10 +178,10 @@ def run(
     except (HumcleanError, ValueError) as exc:
         _usage(str(exc))
 
-    from .models.torch_estimator import TorchEstimator, auto_batch_size, parallelism
+    from .models.torch_estimator import auto_batch_size, parallelism
 
     if batch_size == 0:
-        batch_size = auto_batch_size(estimator) if isinstance(estimator, TorchEstimator) else 16
+        batch_size = auto_batch_size(estimator)
     torch_threads, model_workers = parallelism(estimator, threads, os.cpu_count() or 1)
     torch.set_num_threads(torch_threads)
     lock = None
