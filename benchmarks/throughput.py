@@ -97,10 +97,9 @@ def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tupl
 
     import torch
 
-    from humclean.models.torch_estimator import auto_batch_size, parallelism
+    from humclean.models.torch_estimator import run_settings
 
-    batch = batch or auto_batch_size(estimator)
-    torch_threads, workers = parallelism(estimator, 0, os.cpu_count() or 1)
+    batch, torch_threads, workers = run_settings(estimator, 0, batch, os.cpu_count() or 1)
     torch.set_num_threads(torch_threads)
     options = RunOptions(force=True, overwrite=True, jobs=jobs, batch_size=batch, model_workers=workers)
     pipe = Pipeline(estimator, options)

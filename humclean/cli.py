@@ -178,11 +178,9 @@ def run(
     except (HumcleanError, ValueError) as exc:
         _usage(str(exc))
 
-    from .models.torch_estimator import auto_batch_size, parallelism
+    from .models.torch_estimator import run_settings
 
-    if batch_size == 0:
-        batch_size = auto_batch_size(estimator)
-    torch_threads, model_workers = parallelism(estimator, threads, os.cpu_count() or 1)
+    batch_size, torch_threads, model_workers = run_settings(estimator, threads, batch_size, os.cpu_count() or 1)
     torch.set_num_threads(torch_threads)
     lock = None
     if not dry_run:

@@ -77,7 +77,7 @@ def test_parallelism_policy() -> None:
 
     from humclean.models.dsp import DspCanceller
     from humclean.models.tiny import TinyConvHum
-    from humclean.models.torch_estimator import TorchEstimator, parallelism
+    from humclean.models.torch_estimator import CPU_BATCH, TorchEstimator, parallelism, run_settings
 
     cpu = TorchEstimator(TinyConvHum(), ModelCard("tiny", 16000, 4000, 500), torch.device("cpu"))
     assert parallelism(cpu, 0, 8) == (1, 8)
@@ -86,3 +86,5 @@ def test_parallelism_policy() -> None:
     gpu = TorchEstimator.__new__(TorchEstimator)
     gpu.device = torch.device("cuda")  # only the device is consulted; nothing runs
     assert parallelism(gpu, 0, 8) == (8, 1)
+    assert run_settings(cpu, 0, 0, 2) == (CPU_BATCH, 1, 2)
+    assert run_settings(DspCanceller(), 2, 7, 2) == (7, 2, 1)

@@ -77,3 +77,9 @@ def parallelism(estimator: HumEstimator, threads: int, cores: int) -> tuple[int,
     if threads or (device is not None and device.type != "cpu"):
         return (threads or max(cores, 1)), 1
     return 1, max(cores, 1)
+
+
+def run_settings(estimator: HumEstimator, threads: int, batch_size: int, cores: int) -> tuple[int, int, int]:
+    """``(batch size, torch threads, engine workers)`` as ``humclean run`` uses them for its ``--threads`` and
+    ``--batch-size`` (0: auto, see :func:`auto_batch_size` and :func:`parallelism`)."""
+    return (batch_size or auto_batch_size(estimator), *parallelism(estimator, threads, cores))
