@@ -10,6 +10,8 @@ a phase error common to all lines rotates line ``k`` by ``k theta``, so every li
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,13 @@ def frame_window(hop: int) -> torch.Tensor:
     """Hann window of ``2 hop`` taps centred on a frame's centre, summing to 1."""
     window = torch.hann_window(2 * hop + 1, periodic=False)[1:]
     return window / window.sum()
+
+
+def unit_phasor(phi: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """``exp(j scale phi)`` as complex64. ``phi`` (float64, thousands of radians over a chunk) is wrapped
+    in float64 first, so float32 sines keep about 3e-7 rad and cost a third of float64 ones."""
+    arg = torch.remainder(phi * scale, 2 * math.pi).float()
+    return torch.complex(torch.cos(arg), torch.sin(arg))
 
 
 def analyse_lines(
@@ -46,12 +55,12 @@ def _analyse_rows(
     b, t = x.shape
     h = window.shape[0] // 2
     segs = t // h
-    q = torch.polar(torch.ones_like(phi), -phi).to(torch.complex64).reshape(b, segs, h)
+    q = unit_phasor(phi, -1.0).reshape(b, segs, h)
     xs = x.reshape(b, segs, h).float()
     window = window.to(xs)
     rows = [xs * window[h:], xs * window[:h]]  # falling half of frame f, rising half of frame f + 1
     if between:
-        half = torch.polar(torch.ones_like(phi), -0.5 * phi).to(torch.complex64).reshape(b, segs, h)
+        half = unit_phasor(phi, -0.5).reshape(b, segs, h)
         for r in rows[:2]:
             c = r * half
             rows += [c.real, c.imag]
@@ -59,12 +68,13 @@ def _analyse_rows(
     # real already, so this does a third less work than a complex product of complex rows.
     parts = torch.stack(rows, 2)  # [B, S, R, hop]
     sums = torch.empty(b, harmonics, segs, parts.shape[2], 2, device=x.device)
-    p = q
+    p = q.clone()
+    p_real = torch.view_as_real(p)
     with torch.autocast(x.device.type, enabled=False):  # lines 60 dB under the programme need float32
         for i in range(harmonics):
             if i:
-                p = p * q
-            sums[:, i] = parts @ torch.view_as_real(p)
+                p.mul_(q)  # in place, like the products: no fresh buffer (and page faults) per harmonic
+            torch.matmul(parts, p_real, out=sums[:, i])
     plain = torch.view_as_complex(sums[..., :2, :].contiguous())  # [B, K, S, 2]
     z = F.pad(plain[..., 0], (0, 1)) + F.pad(plain[..., 1], (1, 0))
     if not between:
@@ -75,13 +85,18 @@ def _analyse_rows(
 
 
 def tri_pool(v: torch.Tensor, width: int) -> torch.Tensor:
-    """Triangular moving average along the last axis (a box of ``width`` applied twice), zero-padded."""
+    """Triangular moving average along the last axis (a box of ``width`` applied twice), zero-padded.
+
+    Each box is a difference of running sums (cost independent of ``width``; pooling layers loop over
+    the window). The sums run in float64: weights span e^20, and float32 differences of large running
+    sums would swamp the small values next to them."""
     pad = width // 2
     shape = v.shape
-    v = v.reshape(-1, 1, shape[-1])
+    u = v.reshape(-1, shape[-1]).double()
     for _ in range(2):
-        v = F.avg_pool1d(F.pad(v, (pad, pad)), width, stride=1)
-    return v.reshape(shape)
+        c = F.pad(u, (pad + 1, pad)).cumsum(-1)
+        u = (c[:, width:] - c[:, :-width]) / width
+    return u.to(v.dtype).reshape(shape)
 
 
 def k_phasor(k: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
