@@ -82,34 +82,43 @@ class _Segment:
 
 def _segments(reader: BlockReader, channels: int, core_frames: int, context: int, period: int) -> Iterator[_Segment]:
     """Consecutive segments of ``core_frames`` (a multiple of ``period``) with ``context`` real
-    frames on each side (zeros beyond the file). The decoder's actual frame count is used."""
-    buf = np.zeros((context, channels))
+    frames on each side (zeros beyond the file). The decoder's actual frame count is used.
+
+    Blocks are copied once into a store that is reused: a segment's ``padded`` is a view into it, valid
+    until the next segment is requested (appending by concatenation copied the whole window per block).
+    """
+    # after a drop at most 2 context + core - 1 frames remain, then one block of <= core frames arrives;
+    # the last segment's zero tail ends within 2 context + core + period
+    store = np.zeros((2 * context + 2 * core_frames + period, channels))
+    filled = context  # store[:filled] holds frames buf_start ...; the first context frames are zeros
     buf_start = -context
     blocks = reader.blocks(core_frames)
     exhausted = False
     seg_start = 0
     while True:
         need = seg_start + core_frames + context
-        while not exhausted and buf_start + buf.shape[0] < need:
+        while not exhausted and buf_start + filled < need:
             block = next(blocks, None)
             if block is None:
                 exhausted = True
             else:
-                buf = np.concatenate([buf, block.astype(np.float64, copy=False)])
-        core = min(core_frames, buf_start + buf.shape[0] - seg_start) if exhausted else core_frames
+                store[filled : filled + block.shape[0]] = block
+                filled += block.shape[0]
+        core = min(core_frames, buf_start + filled - seg_start) if exhausted else core_frames
         if core <= 0:
             return
         core_pad = -(-core // period) * period
         lo = seg_start - context - buf_start
         hi = seg_start + core_pad + context - buf_start
-        padded = buf[lo:hi]
-        if padded.shape[0] < hi - lo:
-            padded = np.concatenate([padded, np.zeros((hi - lo - padded.shape[0], channels))])
-        yield _Segment(seg_start, core, padded, context)
+        if hi > filled:
+            store[filled:hi] = 0.0
+        yield _Segment(seg_start, core, store[lo:hi], context)
         seg_start += core_frames
         drop = seg_start - context - buf_start
         if drop > 0:
-            buf = buf[drop:]
+            keep = max(filled - drop, 0)
+            store[:keep] = store[drop : drop + keep]  # numpy copies overlapping ranges correctly
+            filled = keep
             buf_start += drop
 
 

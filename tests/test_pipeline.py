@@ -75,6 +75,29 @@ def test_segment_size_does_not_change_the_result(tmp_path: Path) -> None:
     np.testing.assert_allclose(a, b, atol=2e-6)
 
 
+@pytest.mark.parametrize("frames", [5, 999, 1000, 1001, 3000, 4567])
+@pytest.mark.parametrize(("core", "context"), [(1000, 0), (1000, 300), (500, 1200)])
+def test_segments_are_the_file_with_context_and_zeros_beyond(
+    tmp_path: Path, frames: int, core: int, context: int
+) -> None:
+    """Every segment's window is the decoded file at [start - context, start + padded core + context),
+    zeros outside it; the store is reused, so each window is copied before the next is asked for."""
+    from humclean.audio_io import BlockReader, probe
+    from humclean.pipeline import _segments
+
+    period = 100
+    path = write_audio(tmp_path / "a.wav", noise(frames, 2, seed=frames), 8000, "FLOAT")
+    data, _ = sf.read(path, always_2d=True)
+    padded_file = np.concatenate([np.zeros((context, 2)), data, np.zeros((core + context + period, 2))])
+    with BlockReader(probe(path)) as reader:
+        got = [(s.start, s.core_frames, s.padded.copy()) for s in _segments(reader, 2, core, context, period)]
+    assert [g[0] for g in got] == list(range(0, frames, core))
+    for start, n, window in got:
+        assert n == min(core, frames - start)
+        assert window.shape[0] == context + -(-n // period) * period + context
+        np.testing.assert_array_equal(window, padded_file[start : start + window.shape[0]])
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 def test_files_in_one_batch_equal_each_alone(tmp_path: Path, workers: int) -> None:
     """Chunks of many files packed into shared batches (run by one or several engine workers, whose
