@@ -182,6 +182,11 @@ class _Stages:
             yield item
 
 
+# Model-rate segments the first pass keeps for the second (which would resample them again), per file;
+# a 10-min 48 kHz stereo file needs about 50 MB, longer files keep their first segments only.
+MODEL_RATE_CACHE_BYTES = 64 << 20
+
+
 @dataclass
 class _FileContext:
     task: FileTask
@@ -191,6 +196,7 @@ class _FileContext:
     channels: list[_ChannelState] = field(default_factory=list)
     stages: _Stages = field(default_factory=_Stages)
     input_md5: Any = field(default_factory=hashlib.md5)
+    model_rate: list[np.ndarray] = field(default_factory=list)  # first segments at the model rate, float32
 
 
 def _model_rate_core(seg: _Segment, geom: _Geometry, y: np.ndarray) -> np.ndarray:
@@ -199,15 +205,20 @@ def _model_rate_core(seg: _Segment, geom: _Geometry, y: np.ndarray) -> np.ndarra
     return y[lo : lo + resampled_length(seg.core_frames, geom.native_rate, geom.model_rate)]
 
 
-def _detect(ctx: _FileContext, progress: Progress | None) -> None:
-    """First pass: mains detection and input hum level per channel, at the model rate."""
+def _detect(ctx: _FileContext, progress: Progress | None, keep: bool) -> None:
+    """First pass: mains detection and input hum level per channel, at the model rate; with ``keep``,
+    the first segments' model-rate samples stay in ``ctx.model_rate`` for the second pass."""
     geom = ctx.geom
     stage = ctx.stages
+    cached = 0
     with BlockReader(ctx.info) as reader:
         segments = _segments(reader, ctx.info.channels, geom.core_n, geom.context_n, geom.p_native)
-        for seg in stage.iterate("decode", segments):
+        for i, seg in enumerate(stage.iterate("decode", segments)):
             with stage("resample"):
                 y = resample(seg.padded, geom.native_rate, geom.model_rate)
+            if keep and i == len(ctx.model_rate) and cached + y.nbytes // 2 <= MODEL_RATE_CACHE_BYTES:
+                ctx.model_rate.append(y.astype(np.float32))
+                cached += y.nbytes // 2
             with stage("detect"):
                 for c, st in enumerate(ctx.channels):
                     st.detector.update(_model_rate_core(seg, geom, y[:, c]))
@@ -268,9 +279,17 @@ def _clean(
             dither = np.asarray(process, dtype=bool)
             stage = ctx.stages
             segments = _segments(reader, info.channels, geom.core_n, geom.context_n, geom.p_native)
+            cached = ctx.model_rate[::-1]  # popped in order, each freed once used
+            ctx.model_rate = []
             for seg in stage.iterate("decode", segments):
                 with stage("resample"):
-                    y = resample(seg.padded, geom.native_rate, geom.model_rate)
+                    # float32 either way: the model takes float32 chunks, and a cached segment must
+                    # give the same output as a resampled one
+                    y = (
+                        cached.pop()
+                        if cached
+                        else resample(seg.padded, geom.native_rate, geom.model_rate).astype(np.float32)
+                    )
                 pending = []
                 with stage("chunk"):
                     for c, st in enumerate(ctx.channels):
@@ -558,7 +577,7 @@ class Pipeline:
                 _ChannelState(HumDetector(card.sample_rate), HumDetector(card.sample_rate))
                 for _ in range(info.channels)
             ]
-            _detect(ctx, self.progress)
+            _detect(ctx, self.progress, keep=not opts.dry_run)
             dets = [st.detection for st in ctx.channels]
             process = [bool(opts.force or (d is not None and d.has_hum)) for d in dets]
             lead = max(

@@ -98,6 +98,23 @@ def test_segments_are_the_file_with_context_and_zeros_beyond(
         np.testing.assert_array_equal(window, padded_file[start : start + window.shape[0]])
 
 
+@pytest.mark.parametrize("budget", [0, 1_000_000])
+def test_model_rate_cache_does_not_change_the_output(tmp_path: Path, monkeypatch, budget: int) -> None:
+    """The first pass keeps model-rate segments for the second within a byte budget; with no budget
+    (every segment resampled again) or a budget that holds only some of them, the output is the same."""
+    import humclean.pipeline as pipeline_mod
+
+    rate = 48000
+    n = int(7.5 * rate) + 11
+    write_audio(tmp_path / "in" / "a.wav", noise(n, 2, 5) + HUM(np.arange(n) / rate)[:, None], rate, "PCM_24")
+    torch.manual_seed(0)
+    est = TorchEstimator(TinyConvHum(), ModelCard("tiny", 16000, 8000, 1000), torch.device("cpu"))
+    _run(tmp_path / "in", tmp_path / "all", est, force=True, segment_seconds=2.0)
+    monkeypatch.setattr(pipeline_mod, "MODEL_RATE_CACHE_BYTES", budget)
+    _run(tmp_path / "in", tmp_path / "some", est, force=True, segment_seconds=2.0)
+    assert (tmp_path / "all" / "a.wav").read_bytes() == (tmp_path / "some" / "a.wav").read_bytes()
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 def test_files_in_one_batch_equal_each_alone(tmp_path: Path, workers: int) -> None:
     """Chunks of many files packed into shared batches (run by one or several engine workers, whose
