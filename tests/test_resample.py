@@ -41,3 +41,13 @@ def test_band_limited_tone_survives_round_trip(rate_in: int, rate_out: int) -> N
     y = resample(resample(x, rate_in, rate_out), rate_out, rate_in)
     edge = rate_in // 20
     np.testing.assert_allclose(y[edge:-edge], x[edge:-edge], atol=1e-5)
+
+
+def test_hq_runs_in_single_precision_so_float32_input_gives_the_same_values() -> None:
+    """The pipeline upsamples its hum estimate as float32 (faster, less memory) on this premise."""
+    rng = np.random.default_rng(4)
+    h = 0.01 * rng.standard_normal(40_000)
+    for rate_in, rate_out in ((8000, 48000), (8000, 44100), (48000, 8000)):
+        np.testing.assert_array_equal(
+            resample(h.astype(np.float32), rate_in, rate_out).astype(np.float64), resample(h, rate_in, rate_out)
+        )
