@@ -140,3 +140,12 @@ def test_phasors_by_squarings_equal_exponentials() -> None:
         np.testing.assert_allclose(got[i], np.exp(-1j * k * phi), atol=2e-5)
     with pytest.raises(ValueError):
         next(_phasors(phi, np.array([3, 2])))
+
+
+@pytest.mark.parametrize("n", [1, 399, 400, 401, 4000, 4321])
+def test_ramps_equal_linear_interpolation_on_the_grid(n: int) -> None:
+    from humclean.models.dsp import _ramps
+
+    grid = np.arange(0, n, 400)
+    values = np.random.default_rng(n).standard_normal(grid.size)
+    np.testing.assert_allclose(_ramps(values, 400, n), np.interp(np.arange(n), grid, values), rtol=0, atol=1e-12)

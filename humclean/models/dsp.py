@@ -116,8 +116,10 @@ def _phasors(phi: np.ndarray, ks: np.ndarray):  # type: ignore[no-untyped-def]
     if np.any(np.diff(ks) < 0):
         raise ValueError("harmonic numbers must ascend")
     # complex64 is plenty: a few dozen chained multiplies drift by ~1e-6 rad. The phase (thousands
-    # of radians) is wrapped in float64 first, so float32 sines keep ~1e-7 rad.
-    wrapped = np.mod(phi, 2 * np.pi).astype(np.float32)
+    # of radians) is wrapped in float64 first, so float32 sines keep ~1e-7 rad (by floor: np.mod is
+    # twice as slow).
+    turn = 2 * np.pi
+    wrapped = (phi - turn * np.floor(phi * (1 / turn))).astype(np.float32)
     base = np.empty(phi.shape, dtype=np.complex64)
     base.real = np.cos(wrapped)
     base.imag = -np.sin(wrapped)
@@ -136,6 +138,17 @@ def _phasors(phi: np.ndarray, ks: np.ndarray):  # type: ignore[no-untyped-def]
             bit += 1
         k_prev = int(k)
         yield i, (np.ones_like(base) if p is None else p)
+
+
+def _ramps(values: np.ndarray, step: int, n: int) -> np.ndarray:
+    """``np.interp(arange(n), arange(0, n, step), values)`` for the uniform grid, as straight ramps
+    between grid points (half the time of ``np.interp``); constant after the last point."""
+    out = np.empty(n)
+    m = values.size - 1
+    ramp = np.arange(step) / step
+    out[: m * step] = (values[:-1, None] + np.diff(values)[:, None] * ramp).ravel()
+    out[m * step :] = values[-1]
+    return out
 
 
 @functools.cache
@@ -478,5 +491,5 @@ class DspCanceller(RowwiseEstimator):
             # Keep the mean phase where it was (the envelopes carry the absolute phase).
             vg = valid[grid] > 0
             theta -= np.mean(theta[vg]) if vg.any() else 0.0
-            phi = phi + np.interp(np.arange(n), grid, theta)
+            phi = phi + _ramps(theta, step, n)
         return phi
