@@ -241,6 +241,34 @@ def test_cli_init_fine_tunes_from_a_zoo_model(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "this run trains 'spec-unet'" in res.output
 
 
+def test_inherit_maps_window_widths() -> None:
+    """Fine-tuning into more window widths: every other layer is copied, shared widths keep their
+    output rows, a new width starts as its nearest width's row with the logit 2 lower; the estimate
+    starts close to the source's."""
+    torch.manual_seed(3)
+    small = dict(channels=8, dilations_t=(1, 2), dilations_k=(1, 1), line_gain=False)
+    src = HarmonicEnvelopeNet(**small).eval()
+    with torch.no_grad():
+        src.out.weight.normal_(0, 0.3)
+        src.out.bias.normal_(0, 0.5)
+    dst = HarmonicEnvelopeNet(**small, pool_widths=(3, 5, 11, 21, 41, 81, 161)).eval()
+    dst.inherit(src)
+    for key, value in src.state_dict().items():
+        if not key.startswith("out."):
+            assert torch.equal(dst.state_dict()[key], value), key
+    w_src, b_src, w_dst, b_dst = src.out.weight, src.out.bias, dst.out.weight, dst.out.bias
+    for i_dst, i_src, offset in [(0, 0, 0.0), (1, 1, 0.0), (5, 5, 0.0), (6, 5, -2.0), (7, 5, -2.0), (8, 6, 0.0)]:
+        assert torch.equal(w_dst[i_dst], w_src[i_src]), i_dst
+        assert float(b_dst[i_dst]) == pytest.approx(float(b_src[i_src]) + offset), i_dst
+    n = 8 * RATE
+    prog = 0.1 * np.random.default_rng(2).standard_normal(n)
+    x = torch.tensor((prog + 0.1 * _hum(n))[None], dtype=torch.float32)
+    with torch.inference_mode():
+        a = src(x, torch.tensor([50.0])).numpy()[0]
+        b = dst(x, torch.tensor([50.0])).numpy()[0]
+    assert _sdr(b, a) > 20.0
+
+
 def _lines(theta: np.ndarray, amps: np.ndarray, seed: int) -> np.ndarray:
     """Demodulated lines ``z_k[f] = a_k exp(j (k theta_f + p_k))`` ``[1, K, F]`` (complex64)."""
     rng = np.random.default_rng(seed)

@@ -242,7 +242,11 @@ def init_from(model: nn.Module, spec: str, arch: str) -> str:
     if module is None or source.card.arch != arch:
         raise UsageError(f"--init: {spec!r} is a {source.card.arch!r} model, this run trains {arch!r}")
     try:
-        model.load_state_dict(module.state_dict())
+        inherit = getattr(model, "inherit", None)
+        if inherit is not None and type(module) is type(model):
+            inherit(module)  # the architecture maps what differs (harmonic-net: window widths)
+        else:
+            model.load_state_dict(module.state_dict())
     except RuntimeError as exc:
         msg = " ".join(str(exc).split())[:200]
         raise UsageError(f"--init: the weights of {spec!r} do not fit this architecture: {msg}") from exc

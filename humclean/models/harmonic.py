@@ -132,6 +132,28 @@ class HarmonicEnvelopeNet(nn.Module):
     def _drop_bf16(self) -> None:
         self._bf16.clear()
 
+    def inherit(self, other: HarmonicEnvelopeNet) -> None:
+        """Start from ``other``'s weights (fine-tuning), also when the window widths differ.
+
+        Every layer but the output is copied. Output rows for widths ``other`` has are copied; a new
+        width starts as a copy of the nearest (in log width) with its logit 2 lower, so the model starts
+        close to ``other`` (where it chose that width, mostly still does) and the new choice gets gradient.
+        """
+        state = other.state_dict()
+        weight, bias = state["out.weight"], state["out.bias"]
+        old = other.pool_widths
+        rows = [0]
+        offsets = [0.0]
+        for width in self.pool_widths:
+            nearest = min(range(len(old)), key=lambda i: abs(math.log(old[i] / width)))
+            rows.append(1 + nearest)
+            offsets.append(0.0 if old[nearest] == width else -2.0)
+        rows.append(1 + len(old))
+        offsets.append(0.0)
+        state["out.weight"] = weight[rows].clone()
+        state["out.bias"] = bias[rows] + torch.tensor(offsets, dtype=bias.dtype)
+        self.load_state_dict(state)
+
     def train(self, mode: bool = True) -> HarmonicEnvelopeNet:
         self._drop_bf16()
         return super().train(mode)
