@@ -73,7 +73,7 @@ def _analyse_rows(
     with torch.autocast(x.device.type, enabled=False):  # lines 60 dB under the programme need float32
         for i in range(harmonics):
             if i:
-                p.mul_(q)  # in place, like the products: no fresh buffer (and page faults) per harmonic
+                p.mul_(q)  # in place: no fresh buffer (and its page faults) per harmonic
             torch.matmul(parts, p_real, out=sums[:, i])
     plain = torch.view_as_complex(sums[..., :2, :].contiguous())  # [B, K, S, 2]
     z = F.pad(plain[..., 0], (0, 1)) + F.pad(plain[..., 1], (1, 0))
