@@ -256,7 +256,7 @@ def test_inherit_maps_window_widths() -> None:
     for key, value in src.state_dict().items():
         if not key.startswith("out."):
             assert torch.equal(dst.state_dict()[key], value), key
-    w_src, b_src, w_dst, b_dst = src.out.weight, src.out.bias, dst.out.weight, dst.out.bias
+    w_src, b_src, w_dst, b_dst = (p.detach() for p in (src.out.weight, src.out.bias, dst.out.weight, dst.out.bias))
     for i_dst, i_src, offset in [(0, 0, 0.0), (1, 1, 0.0), (5, 5, 0.0), (6, 5, -2.0), (7, 5, -2.0), (8, 6, 0.0)]:
         assert torch.equal(w_dst[i_dst], w_src[i_src]), i_dst
         assert float(b_dst[i_dst]) == pytest.approx(float(b_src[i_src]) + offset), i_dst
