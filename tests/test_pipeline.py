@@ -62,12 +62,16 @@ def test_oracle_output_equals_clean(tmp_path: Path, rate: int, channels: int) ->
         assert hi < 1e-3 * np.abs(change).max()
 
 
+def _stereo_hum_and_tiny_model(path: Path, n: int, rate: int, seed: int, subtype: str) -> TorchEstimator:
+    """Write a stereo file of noise plus hum; return a seeded tiny network (16 kHz, 0.5 s chunks)."""
+    write_audio(path, noise(n, 2, seed) + HUM(np.arange(n) / rate)[:, None], rate, subtype)
+    torch.manual_seed(0)
+    return TorchEstimator(TinyConvHum(), ModelCard("tiny", 16000, 8000, 1000), torch.device("cpu"))
+
+
 def test_segment_size_does_not_change_the_result(tmp_path: Path) -> None:
     rate = 44100
-    n = int(5.5 * rate) + 3
-    write_audio(tmp_path / "in" / "a.wav", noise(n, 2, 3) + HUM(np.arange(n) / rate)[:, None], rate, "FLOAT")
-    torch.manual_seed(0)
-    est = TorchEstimator(TinyConvHum(), ModelCard("tiny", 16000, 8000, 1000), torch.device("cpu"))
+    est = _stereo_hum_and_tiny_model(tmp_path / "in" / "a.wav", int(5.5 * rate) + 3, rate, 3, "FLOAT")
     _run(tmp_path / "in", tmp_path / "o1", est, force=True, segment_seconds=1.0)
     _run(tmp_path / "in", tmp_path / "o2", est, force=True, segment_seconds=60.0)
     a, _ = sf.read(tmp_path / "o1" / "a.wav")
@@ -105,10 +109,7 @@ def test_model_rate_cache_does_not_change_the_output(tmp_path: Path, monkeypatch
     import humclean.pipeline as pipeline_mod
 
     rate = 48000
-    n = int(7.5 * rate) + 11
-    write_audio(tmp_path / "in" / "a.wav", noise(n, 2, 5) + HUM(np.arange(n) / rate)[:, None], rate, "PCM_24")
-    torch.manual_seed(0)
-    est = TorchEstimator(TinyConvHum(), ModelCard("tiny", 16000, 8000, 1000), torch.device("cpu"))
+    est = _stereo_hum_and_tiny_model(tmp_path / "in" / "a.wav", int(7.5 * rate) + 11, rate, 5, "PCM_24")
     _run(tmp_path / "in", tmp_path / "all", est, force=True, segment_seconds=2.0)
     monkeypatch.setattr(pipeline_mod, "MODEL_RATE_CACHE_BYTES", budget)
     _run(tmp_path / "in", tmp_path / "some", est, force=True, segment_seconds=2.0)
