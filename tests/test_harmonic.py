@@ -107,15 +107,20 @@ def test_analysis_finds_each_line_envelope() -> None:
     assert np.abs(w[0, :, 5:-5].numpy()).max() < 0.03 * abs(c3)
 
 
-def test_analysis_equals_hann_weighted_sums() -> None:
+@pytest.mark.parametrize("batched", [False, True])
+def test_analysis_equals_hann_weighted_sums(batched: bool) -> None:
     """Every frame of ``z``/``w`` is the Hann-weighted sum of the demodulated signal over the 2 hops
-    around its centre (zero outside the chunk), for a drifting phase and noise."""
+    around its centre (zero outside the chunk), for a drifting phase and noise; row by row (the CPU's
+    path) and all rows in one go (the GPU's)."""
+    from humclean.models.phaselock import _analyse_rows
+
     net = HarmonicEnvelopeNet(harmonics=6)
     rng = np.random.default_rng(3)
     t = 2 * RATE
     x = rng.standard_normal((2, t))
     phi = np.cumsum(np.full((2, t), 2 * np.pi * 50.3 / RATE), axis=1) + 0.5 * np.sin(np.arange(t) / 700.0)
-    z, w = net._analyse(torch.tensor(x, dtype=torch.float32), torch.tensor(phi))
+    xt, phit = torch.tensor(x, dtype=torch.float32), torch.tensor(phi)
+    z, w = _analyse_rows(xt, phit, net.window, 6, True) if batched else net._analyse(xt, phit)
     h, win = net.hop, net.window.numpy().astype(np.float64)
     for b in range(2):
         for f in (0, 1, 7, t // h):
