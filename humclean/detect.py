@@ -119,6 +119,7 @@ class HumDetector:
         self._frames_per_slot = 1
         self._acc = np.zeros(self._nbins, dtype=np.float64)
         self._acc_frames = 0
+        self._measured_at: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ streaming
     def update(self, block: np.ndarray) -> None:
@@ -187,6 +188,15 @@ class HumDetector:
                 counts.append(np.array([1.0]))
         return np.concatenate(spectra, axis=0), np.concatenate(counts)
 
+    def _measured(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_collected` and its :meth:`_prominence_db`, kept until more samples arrive (the
+        pipeline asks for the decision and then the input level of the same state)."""
+        if self._measured_at is None or self._measured_at[0] != self._samples:
+            spectra, counts = self._collected()
+            prom = self._prominence_db(spectra) if spectra.shape[0] else spectra
+            self._measured_at = (self._samples, spectra, counts, prom)
+        return self._measured_at[1:]
+
     # ------------------------------------------------------------------ analysis
     def _prominence_db(self, spectra: np.ndarray) -> np.ndarray:
         """Level of each bin above the log-mean of its neighbourhood, ``[S, F]`` dB."""
@@ -203,16 +213,24 @@ class HumDetector:
         base = (left + right) / (2 * (w - g + 1))
         return log_p - base
 
-    def _score(self, evidence: np.ndarray, f0_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Harmonic-sum score ``[S, G]`` and the per-harmonic evidence ``[S, K, G]``."""
-        nb = evidence.shape[1]
+    @staticmethod
+    def _straddle(evidence: np.ndarray) -> np.ndarray:
+        """``[F - 1, S]``: per bin pair ``(i, i + 1)`` the larger evidence, bins first (what :meth:`_score`
+        gathers: whole rows)."""
+        return np.ascontiguousarray(np.maximum(evidence[:, :-1], evidence[:, 1:]).T)
+
+    def _score(self, straddle: np.ndarray, f0_grid: np.ndarray) -> np.ndarray:
+        """Harmonic-sum score ``[S, G]`` from :meth:`_straddle`'s evidence."""
+        nb = straddle.shape[0] + 1
         k_max = int(min(MAX_HARMONICS, (nb - 3) * self._df / f0_grid.max()))
-        ks = np.arange(1, k_max + 1)
-        pos = ks[:, None] * f0_grid[None, :] / self._df  # [K, G] fractional bins
+        pos = np.arange(1, k_max + 1)[:, None] * f0_grid[None, :] / self._df  # [K, G] fractional bins
         lo = np.floor(pos).astype(np.int64)
-        # Max of the two bins that straddle the line: robust to Hann scalloping.
-        per_k = np.maximum(evidence[:, lo], evidence[:, lo + 1])  # [S, K, G]
-        return per_k.sum(axis=1), per_k
+        # Max of the two bins that straddle the line (robust to Hann scalloping), summed over the
+        # harmonics in order (the same sums as reducing a [S, K, G] gather, without building it)
+        total = straddle[lo[0]].copy()  # [G, S]
+        for row in lo[1:]:
+            total += straddle[row]
+        return total.T
 
     def result(self) -> HumDetection:
         """Decide on the samples seen so far (does not consume state)."""
@@ -220,12 +238,12 @@ class HumDetector:
             return _NO_HUM
         if self.sample_rate / 2 < 62:
             return _NO_HUM
-        spectra, counts = self._collected()
+        spectra, counts, prom = self._measured()
         if spectra.shape[0] == 0:
             return _NO_HUM
         weights = counts / counts.sum()
-        prom = self._prominence_db(spectra)
         evidence = np.clip(prom - _EVIDENCE_FLOOR_DB, 0.0, _EVIDENCE_CAP_DB)
+        straddle = self._straddle(evidence)
 
         candidates: list[tuple[int, float]] = []
         step = 0.005
@@ -233,7 +251,7 @@ class HumDetector:
             if mains * 1.05 > self.sample_rate / 2:
                 continue
             grid = mains + np.arange(-OFFSET_RANGE_HZ, OFFSET_RANGE_HZ + step / 2, step)
-            score, _ = self._score(evidence, grid)
+            score = self._score(straddle, grid)
             # Allow each slot to deviate by the drift range: max-filter along the f0 grid.
             r = int(round(DRIFT_RANGE_HZ / step))
             padded = np.pad(score, ((0, 0), (r, r)), mode="edge")
@@ -257,7 +275,7 @@ class HumDetector:
         best: tuple[float, HumDetection] | None = None
         fallback_line_db = 0.0
         for mains, f0_coarse in candidates:
-            det, quality = self._analyse(spectra, counts, prom, evidence, mains, f0_coarse)
+            det, quality = self._analyse(spectra, counts, prom, straddle, mains, f0_coarse)
             if det.has_hum and (best is None or quality > best[0]):
                 best = (quality, det)
             fallback_line_db = max(fallback_line_db, det.line_db)
@@ -265,12 +283,12 @@ class HumDetector:
             return HumDetection(False, None, None, 0.0, 0, float("-inf"), fallback_line_db, ())
         return best[1]
 
-    def _track(self, evidence: np.ndarray, f0_center: float) -> tuple[np.ndarray, np.ndarray]:
+    def _track(self, straddle: np.ndarray, f0_center: float) -> tuple[np.ndarray, np.ndarray]:
         """Coarse per-slot fundamental ``[S]`` near ``f0_center`` and its score ``[S]``."""
         step = 0.005
         span = DRIFT_RANGE_HZ + 0.03
         grid = f0_center + np.arange(-span, span + step / 2, step)
-        score, _ = self._score(evidence, grid)
+        score = self._score(straddle, grid)
         # Smooth along the grid so that the argmax is not decided by a single high harmonic.
         kern = np.hanning(9)
         kern /= kern.sum()
@@ -373,13 +391,13 @@ class HumDetector:
         spectra: np.ndarray,
         counts: np.ndarray,
         prom: np.ndarray,
-        evidence: np.ndarray,
+        straddle: np.ndarray,
         mains: int,
         f0_coarse: float,
     ) -> tuple[HumDetection, float]:
         """Measure the series around one candidate fundamental; returns (detection, quality)."""
         weights = counts / counts.sum()
-        f_slot, _ = self._track(evidence, f0_coarse)
+        f_slot, _ = self._track(straddle, f0_coarse)
         nb = spectra.shape[1]
         k_lim = (nb - 3 - _NEIGH_HZ / self._df) * self._df / (f_slot.max() + 0.2)
         ks = np.arange(1, int(min(MAX_HARMONICS, k_lim)) + 1)
@@ -461,7 +479,7 @@ class HumDetector:
         number (all of 1..n) or an explicit sequence of harmonic numbers."""
         if self._samples == 0:
             return float("-inf")
-        spectra, counts = self._collected()
+        spectra, counts, prom = self._measured()
         if spectra.shape[0] == 0:
             return float("-inf")
         if isinstance(harmonics, (int, np.integer)):
@@ -473,7 +491,6 @@ class HumDetector:
         if ks.size == 0:
             return float("-inf")
         weights = counts / counts.sum()
-        prom = self._prominence_db(spectra)
         f_slot = np.full(spectra.shape[0], float(f0_hz))
         f_ref, fw = self._refine(spectra, prom, f_slot, ks)
         f_slot = np.where(np.abs(f_ref - f0_hz) < DRIFT_RANGE_HZ + 0.05, self._smooth_track(f_ref, fw), f_slot)
