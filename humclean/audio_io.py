@@ -493,20 +493,21 @@ class BlockReader:
             self._stderr.close()
             self._stderr = None
 
-    def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
-        """Yield ``[n, C]`` float64 blocks from the start of the file; single use."""
+    def blocks(self, block_frames: int, dtype: type[np.floating] = np.float64) -> Iterator[np.ndarray]:
+        """Yield ``[n, C]`` blocks from the start of the file; single use. ``np.float32`` (for analysis:
+        the resampler computes in single precision anyway) rounds 32-bit PCM and float64 data."""
         if block_frames < 1:
             raise ValueError("block_frames must be >= 1")
         if self._started:
             raise RuntimeError("BlockReader.blocks() can be iterated only once")
         self._started = True
-        chunks = self._sf_chunks() if self.info.backend == "soundfile" else self._ffmpeg_chunks()
+        chunks = self._sf_chunks(dtype) if self.info.backend == "soundfile" else self._ffmpeg_chunks(dtype)
         try:
             yield from _reblock(chunks, block_frames, self.info.channels)
         finally:
             self.close()
 
-    def _sf_chunks(self) -> Iterator[np.ndarray]:
+    def _sf_chunks(self, dtype: type[np.floating]) -> Iterator[np.ndarray]:
         info = self.info
         pcm = info.subtype in _PCM_BITS
         try:
@@ -528,14 +529,14 @@ class BlockReader:
             if n == 0:
                 break
             if pcm:
-                block = raw.astype(np.float64)
-                block *= 2.0**-31
+                block = raw.astype(dtype)
+                block *= dtype(2.0**-31)  # a power of two: exact in either precision
             else:
-                block = raw
-                finite = np.isfinite(block).all(axis=1)
+                finite = np.isfinite(raw).all(axis=1)
                 if not finite.all():
                     bad = self.frames_read + int(np.argmin(finite))
                     raise DecodeError(f"non-finite samples (NaN/Inf) at frame {bad}")
+                block = raw.astype(dtype, copy=False)
             self.frames_read += n
             yield block
             if n < want:
@@ -543,7 +544,7 @@ class BlockReader:
         if info.lossless and self.frames_read < info.frames:
             raise DecodeError(f"truncated data: got {self.frames_read} of {info.frames} frames")
 
-    def _ffmpeg_chunks(self) -> Iterator[np.ndarray]:
+    def _ffmpeg_chunks(self, dtype: type[np.floating]) -> Iterator[np.ndarray]:
         info = self.info
         channels = info.channels
         cmd = [
@@ -596,7 +597,7 @@ class BlockReader:
                 if not np.isfinite(block).all():
                     raise DecodeError(f"non-finite samples (NaN/Inf) near frame {self.frames_read}")
                 self.frames_read += n
-                yield block
+                yield block.astype(dtype, copy=False)
             if got < len(buf):
                 break
         rc = self._proc.wait(timeout=60)

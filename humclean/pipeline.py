@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -72,7 +73,7 @@ class RunOptions:
 class _Segment:
     start: int  # native frame index of the core's first sample
     core_frames: int  # real frames in the core
-    padded: np.ndarray  # [context + ceil_P(core) + context, C] float64, zeros outside the file
+    padded: np.ndarray  # [context + ceil_P(core) + context, C] float64 (or float32), zeros outside the file
     context: int  # native frames of context on each side
 
     @property
@@ -80,19 +81,28 @@ class _Segment:
         return self.padded[self.context : self.context + self.core_frames]
 
 
-def _segments(reader: BlockReader, channels: int, core_frames: int, context: int, period: int) -> Iterator[_Segment]:
+def _segments(
+    reader: BlockReader,
+    channels: int,
+    core_frames: int,
+    context: int,
+    period: int,
+    dtype: type[np.floating] = np.float64,
+) -> Iterator[_Segment]:
     """Consecutive segments of ``core_frames`` (a multiple of ``period``) with ``context`` real
-    frames on each side (zeros beyond the file). The decoder's actual frame count is used.
+    frames on each side (zeros beyond the file), in ``dtype``. The decoder's actual frame count is used.
 
     Blocks are copied once into a store that is reused: a segment's ``padded`` is a view into it, valid
     until the next segment is requested (appending by concatenation copied the whole window per block).
     """
     # after a drop at most 2 context + core - 1 frames remain, then one block of <= core frames arrives;
     # the last segment's zero tail ends within 2 context + core + period
-    store = np.zeros((2 * context + 2 * core_frames + period, channels))
+    store = np.zeros((2 * context + 2 * core_frames + period, channels), dtype=dtype)
     filled = context  # store[:filled] holds frames buf_start ...; the first context frames are zeros
     buf_start = -context
-    blocks = reader.blocks(core_frames)
+    # blocks no larger than the decoder's reads: a segment-sized block would be one more concatenated
+    # copy of the segment (and tens of MB of fresh pages each time)
+    blocks = reader.blocks(min(core_frames, reader.READ_FRAMES), dtype)
     exhausted = False
     seg_start = 0
     while True:
@@ -199,7 +209,7 @@ class _FileContext:
     model_rate: list[np.ndarray] = field(default_factory=list)  # first segments at the model rate, float32
 
 
-def _model_rate_core(seg: _Segment, geom: _Geometry, y: np.ndarray) -> np.ndarray:
+def _model_rate_core(seg: _Segment | _InFlight, geom: _Geometry, y: np.ndarray) -> np.ndarray:
     """The model-rate samples of ``y`` (resampled ``seg.padded`` channel) that belong to the core."""
     lo = geom.to_model(seg.context)
     return y[lo : lo + resampled_length(seg.core_frames, geom.native_rate, geom.model_rate)]
@@ -212,13 +222,15 @@ def _detect(ctx: _FileContext, progress: Progress | None, keep: bool) -> None:
     stage = ctx.stages
     cached = 0
     with BlockReader(ctx.info) as reader:
-        segments = _segments(reader, ctx.info.channels, geom.core_n, geom.context_n, geom.p_native)
+        # float32 throughout: soxr's HQ engine computes in single precision, so float64 samples
+        # would resample to the same values, at more cost
+        segments = _segments(reader, ctx.info.channels, geom.core_n, geom.context_n, geom.p_native, np.float32)
         for i, seg in enumerate(stage.iterate("decode", segments)):
             with stage("resample"):
                 y = resample(seg.padded, geom.native_rate, geom.model_rate)
-            if keep and i == len(ctx.model_rate) and cached + y.nbytes // 2 <= MODEL_RATE_CACHE_BYTES:
-                ctx.model_rate.append(y.astype(np.float32))
-                cached += y.nbytes // 2
+            if keep and i == len(ctx.model_rate) and cached + y.nbytes <= MODEL_RATE_CACHE_BYTES:
+                ctx.model_rate.append(y)
+                cached += y.nbytes
             with stage("detect"):
                 for c, st in enumerate(ctx.channels):
                     st.detector.update(_model_rate_core(seg, geom, y[:, c]))
@@ -241,6 +253,70 @@ def _hum_for_channel(
     chunks = extract_chunks(y, span_start, starts, geom.chunk)
     future = engine.submit(chunks, starts, np.full(starts.shape[0], f0_hz))
     return future, starts, hum_start, hum_len
+
+
+# frames per encoder call in the second pass (the copy baseline writes blocks of the same size)
+WRITE_FRAMES = 1 << 18
+
+# Segments queued ahead of the one being finished: the file's thread decodes and resamples the next
+# segment while the engine estimates this one's hum (a lone long file otherwise leaves a core idle).
+_LOOKAHEAD = 1
+
+
+@dataclass
+class _InFlight:
+    """A segment whose chunks are with the engine: what finishing it needs once the reader has moved on."""
+
+    context: int
+    core_frames: int
+    core: np.ndarray  # [core_frames, C] float64, the input (a copy)
+    y: np.ndarray  # [model frames, C] float32, the padded segment at the model rate
+    pending: list[tuple[int, tuple[Future, np.ndarray, int, int]]]  # channel, _hum_for_channel's result
+
+
+def _finish_segment(
+    ctx: _FileContext,
+    seg: _InFlight,
+    writer: AtomicWriter,
+    dither: np.ndarray,
+    scoring: tuple[ReferenceScore | None, _Frames | None, str],
+    progress: Progress | None,
+) -> str:
+    """Wait for a segment's hum, subtract it at the native rate, meter and encode; returns the
+    reference note (``scoring``'s, or why scoring stopped)."""
+    geom = ctx.geom
+    stage = ctx.stages
+    score, ref_blocks, note = scoring
+    out = seg.core.copy() if score is not None else seg.core
+    for c, (future, starts, hum_start, hum_len) in seg.pending:
+        with stage("model"):
+            hum_chunks = future.result()
+        with stage("overlap_add"):
+            h = overlap_add(hum_chunks, starts, hum_start, hum_len, geom.overlap)
+        with stage("resample"):
+            # soxr's HQ engine runs in single precision: float32 in and out gives the same
+            # values as float64 at two thirds of the time
+            hum_native = resample(h.astype(np.float32), geom.model_rate, geom.native_rate)
+        margin_n = geom.to_native(geom.margin_m)
+        out[:, c] -= hum_native[margin_n : margin_n + seg.core_frames]
+        with stage("detect"):
+            core_m = _model_rate_core(seg, geom, seg.y[:, c])
+            ctx.channels[c].meter_out.update(core_m - h[geom.margin_m : geom.margin_m + core_m.shape[0]])
+    cleaned = {c for c, _ in seg.pending}
+    with stage("detect"):
+        for c, st in enumerate(ctx.channels):
+            if c not in cleaned:
+                st.meter_out.update(_model_rate_core(seg, geom, seg.y[:, c]))
+    with stage("encode"):
+        # in the copy's block size: the encoder's temporaries stay small and reused (a segment-sized
+        # block makes several fresh tens-of-MB arrays per segment: page faults)
+        for lo in range(0, out.shape[0], WRITE_FRAMES):
+            writer.write(out[lo : lo + WRITE_FRAMES], dither=dither)
+    if score is not None and ref_blocks is not None and not note:
+        note = _score_block(score, ref_blocks, seg.core, out)
+    if progress:
+        progress(seg.core_frames / geom.native_rate / 2)
+    return note
 
 
 def _clean(
@@ -281,6 +357,11 @@ def _clean(
             segments = _segments(reader, info.channels, geom.core_n, geom.context_n, geom.p_native)
             cached = ctx.model_rate[::-1]  # popped in order, each freed once used
             ctx.model_rate = []
+            in_flight: deque[_InFlight] = deque()
+
+            def finish(done: _InFlight) -> str:
+                return _finish_segment(ctx, done, writer, dither, (score, ref_blocks, note), progress)
+
             for seg in stage.iterate("decode", segments):
                 with stage("resample"):
                     # float32 either way: the model takes float32 chunks, and a cached segment must
@@ -296,34 +377,15 @@ def _clean(
                         if process[c]:
                             f0 = st.detection.f0_hz if st.detection and st.detection.f0_hz else math.nan
                             pending.append((c, _hum_for_channel(seg, geom, y[:, c], engine, f0)))
-                x_core = seg.core
                 if options.provenance:  # hashing every sample costs about as much as decoding it
-                    ctx.input_md5.update(np.ascontiguousarray(x_core, dtype="<f8").tobytes())
-                out = x_core.copy()
-                for c, (future, starts, hum_start, hum_len) in pending:
-                    with stage("model"):
-                        hum_chunks = future.result()
-                    with stage("overlap_add"):
-                        h = overlap_add(hum_chunks, starts, hum_start, hum_len, geom.overlap)
-                    with stage("resample"):
-                        # soxr's HQ engine runs in single precision: float32 in and out gives the same
-                        # values as float64 at two thirds of the time
-                        hum_native = resample(h.astype(np.float32), geom.model_rate, geom.native_rate)
-                    margin_n = geom.to_native(geom.margin_m)
-                    out[:, c] -= hum_native[margin_n : margin_n + seg.core_frames]
-                    with stage("detect"):
-                        core_m = _model_rate_core(seg, geom, y[:, c])
-                        ctx.channels[c].meter_out.update(core_m - h[geom.margin_m : geom.margin_m + core_m.shape[0]])
-                with stage("detect"):
-                    for c, st in enumerate(ctx.channels):
-                        if not process[c]:
-                            st.meter_out.update(_model_rate_core(seg, geom, y[:, c]))
-                with stage("encode"):
-                    writer.write(out, dither=dither)
-                if score is not None and ref_blocks is not None:
-                    note = note or _score_block(score, ref_blocks, x_core, out)
-                if progress:
-                    progress(seg.core_frames / geom.native_rate / 2)
+                    ctx.input_md5.update(np.ascontiguousarray(seg.core, dtype="<f8").tobytes())
+                # the segment's samples are copied out (the reader reuses its store) so that the next
+                # segment is decoded and queued while the model works on this one
+                in_flight.append(_InFlight(seg.context, seg.core_frames, seg.core.copy(), y, pending))
+                while len(in_flight) > _LOOKAHEAD:
+                    note = finish(in_flight.popleft())
+            while in_flight:
+                note = finish(in_flight.popleft())
             with stage("encode"):
                 writer.commit()
             clipped = writer.clipped_samples

@@ -131,6 +131,11 @@ def test_probe_and_blocks(tmp_path: Path, container: str, subtype: str, rate: in
         assert np.array_equal(got, ref), f"block size {bs}"
         if not lossy:
             assert got.shape[0] == info.frames
+    # single precision (the analysis pass): the same samples, rounded once
+    with BlockReader(info) as reader:
+        single = np.concatenate(list(reader.blocks(BLOCK_SIZES[0], np.float32)))
+    assert single.dtype == np.float32
+    assert np.array_equal(single, ref.astype(np.float32))
 
 
 # ------------------------------------------------------------------------------------------------
