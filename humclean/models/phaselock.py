@@ -38,9 +38,10 @@ def analyse_lines(
     ``z_k[f]`` is the ``window``-weighted sum of ``x exp(-j k phi)`` over the ``2 hop`` samples centred on
     sample ``f hop`` (``F = T / hop + 1``; ``T`` a multiple of ``hop``); ``w_k`` the same at
     ``(k + 1/2) phi``. Each segment of ``hop`` samples is the falling half of one frame and the rising half
-    of the next, so both halves are formed once per segment and each harmonic costs one complex product
-    (the next power of ``exp(-j phi)``) and one small real matrix product per segment. On the CPU rows
-    go one at a time (the segment rows and the power stay in cache: about 1.3x faster).
+    of the next, so both halves are formed once per segment; each harmonic costs one complex product (the
+    next power of ``exp(-j phi)``), and a block of powers meets the segment rows in one complex matrix
+    product. On the CPU rows go one at a time (a row's block of powers stays in cache: 20 against 48 ms
+    for 4 rows at once).
     """
     if x.device.type == "cpu" and x.shape[0] > 1:
         pairs = [_analyse_rows(x[i : i + 1], phi[i : i + 1], window, harmonics, between) for i in range(x.shape[0])]
