@@ -398,3 +398,28 @@ def test_bf16_cpu_inference_matches_float32_and_follows_new_weights() -> None:
     assert _sdr(fast2, ref2) > 40.0
     net.train()
     assert not net._bf16
+
+
+def test_channels_last_block_takes_the_contiguous_gelu_and_agrees(monkeypatch) -> None:
+    """In the bfloat16 channels-last copy, a block's GELU runs on its memory seen as [B, H, W, C]:
+    the output keeps the layout and agrees with torch's channels-last GELU to about one bf16 ulp."""
+    torch.manual_seed(3)
+    block = harmonic_mod._Block(32, 2, 4).eval().to(torch.bfloat16).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 32, 40, 161).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    gelu = torch.nn.functional.gelu
+    seen: list[bool] = []
+
+    def spy(t: torch.Tensor) -> torch.Tensor:
+        seen.append(t.is_contiguous())
+        return gelu(t)
+
+    monkeypatch.setattr(harmonic_mod.F, "gelu", spy)
+    with torch.inference_mode():
+        out = block(x)
+        h = block.norm(block.conv1(x))
+        reference = x + block.conv2(gelu(h))  # channels-last GELU
+    assert seen == [True]
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    err = (out.float() - reference.float()).abs().max().item()
+    assert err <= 0.02 * reference.float().abs().max().item()
+    assert out.float().std().item() > 0.1

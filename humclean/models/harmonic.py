@@ -84,7 +84,15 @@ class _Block(nn.Module):
         self.norm = nn.GroupNorm(4, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.gelu(self.norm(self.conv1(x))))
+        h = self.norm(self.conv1(x))
+        if h.dtype == torch.bfloat16 and h.is_contiguous(memory_format=torch.channels_last):
+            # the channels-last copy of ``_cnn``: GELU on the same memory seen as a contiguous
+            # [B, H, W, C] tensor takes torch's vectorised path, 2x faster than its channels-last
+            # one (which rounds float32 GELU exactly; this path differs by an ulp in 1e-4 of values)
+            h = F.gelu(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        else:
+            h = F.gelu(h)
+        return x + self.conv2(h)
 
 
 class HarmonicEnvelopeNet(nn.Module):
