@@ -26,7 +26,10 @@ def frame_window(hop: int) -> torch.Tensor:
 def unit_phasor(phi: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """``exp(j scale phi)`` as complex64. ``phi`` (float64, thousands of radians over a chunk) is wrapped
     in float64 first, so float32 sines keep about 3e-7 rad and cost a third of float64 ones."""
-    arg = torch.remainder(phi * scale, 2 * math.pi).float()
+    turn = 2 * math.pi
+    a = phi * scale
+    whole = torch.floor(a * (1 / turn)).mul_(turn)  # floor-based wrap: torch.remainder is 3x slower
+    arg = a.sub_(whole).float()
     return torch.complex(torch.cos(arg), torch.sin(arg))
 
 
