@@ -240,19 +240,36 @@ def _detect(ctx: _FileContext, progress: Progress | None, keep: bool) -> None:
         st.detection = st.detector.result()
 
 
+@dataclass
+class _ChannelHum:
+    """One channel's chunks of one segment: ``starts`` (the whole plan), of which the first ``reused``
+    come from the previous segment's estimates and the rest from ``future``."""
+
+    channel: int
+    future: Future
+    starts: np.ndarray
+    reused: int
+    hum_start: int
+    hum_len: int
+
+
 def _hum_for_channel(
-    seg: _Segment, geom: _Geometry, y: np.ndarray, engine: BatchEngine, f0_hz: float
-) -> tuple[Future, np.ndarray, int, int]:
-    """Submit the chunks covering the core (plus margin) of one channel; returns what the OLA needs."""
+    seg: _Segment, geom: _Geometry, y: np.ndarray, engine: BatchEngine, f0_hz: float, channel: int, done_through: int
+) -> _ChannelHum:
+    """Submit the chunks covering the core (plus margin) of one channel; chunks starting at or before
+    ``done_through`` (the previous segment's last planned start) are not submitted again."""
     seg_m = geom.to_model(seg.start)
     span_start = seg_m - geom.to_model(seg.context)
     core_pad_m = geom.to_model(seg.padded.shape[0] - 2 * seg.context)
     hum_start = seg_m - geom.margin_m
     hum_len = core_pad_m + 2 * geom.margin_m
     starts = plan_chunks(hum_start, hum_len, geom.chunk, geom.overlap)
-    chunks = extract_chunks(y, span_start, starts, geom.chunk)
-    future = engine.submit(chunks, starts, np.full(starts.shape[0], f0_hz))
-    return future, starts, hum_start, hum_len
+    # the grid is absolute: the chunks around a segment boundary are the same chunks for both segments
+    # (one to three of about ten per minute), estimated once
+    reused = int(np.searchsorted(starts, done_through, side="right"))
+    chunks = extract_chunks(y, span_start, starts[reused:], geom.chunk)
+    future = engine.submit(chunks, starts[reused:], np.full(chunks.shape[0], f0_hz))
+    return _ChannelHum(channel, future, starts, reused, hum_start, hum_len)
 
 
 # frames per encoder call in the second pass (the copy baseline writes blocks of the same size)
@@ -271,7 +288,7 @@ class _InFlight:
     core_frames: int
     core: np.ndarray  # [core_frames, C] float64, the input (a copy)
     y: np.ndarray  # [model frames, C] float32, the padded segment at the model rate
-    pending: list[tuple[int, tuple[Future, np.ndarray, int, int]]]  # channel, _hum_for_channel's result
+    pending: list[_ChannelHum]
 
 
 def _finish_segment(
@@ -281,18 +298,24 @@ def _finish_segment(
     dither: np.ndarray,
     scoring: tuple[ReferenceScore | None, _Frames | None, str],
     progress: Progress | None,
+    previous: dict[int, np.ndarray],
 ) -> str:
     """Wait for a segment's hum, subtract it at the native rate, meter and encode; returns the
-    reference note (``scoring``'s, or why scoring stopped)."""
+    reference note (``scoring``'s, or why scoring stopped). ``previous``: per channel, the hum chunks
+    of the segment finished before (this segment's first ones may be among them); updated."""
     geom = ctx.geom
     stage = ctx.stages
     score, ref_blocks, note = scoring
     out = seg.core.copy() if score is not None else seg.core
-    for c, (future, starts, hum_start, hum_len) in seg.pending:
+    for job in seg.pending:
+        c = job.channel
         with stage("model"):
-            hum_chunks = future.result()
+            hum_chunks = job.future.result()
+        if job.reused:
+            hum_chunks = np.concatenate([previous[c][-job.reused :], hum_chunks])
+        previous[c] = hum_chunks
         with stage("overlap_add"):
-            h = overlap_add(hum_chunks, starts, hum_start, hum_len, geom.overlap)
+            h = overlap_add(hum_chunks, job.starts, job.hum_start, job.hum_len, geom.overlap)
         with stage("resample"):
             # soxr's HQ engine runs in single precision: float32 in and out gives the same
             # values as float64 at two thirds of the time
@@ -302,7 +325,7 @@ def _finish_segment(
         with stage("detect"):
             core_m = _model_rate_core(seg, geom, seg.y[:, c])
             ctx.channels[c].meter_out.update(core_m - h[geom.margin_m : geom.margin_m + core_m.shape[0]])
-    cleaned = {c for c, _ in seg.pending}
+    cleaned = {job.channel for job in seg.pending}
     with stage("detect"):
         for c, st in enumerate(ctx.channels):
             if c not in cleaned:
@@ -359,8 +382,11 @@ def _clean(
             ctx.model_rate = []
             in_flight: deque[_InFlight] = deque()
 
+            planned: dict[int, int] = {}  # channel: last chunk start submitted so far
+            previous: dict[int, np.ndarray] = {}  # channel: hum chunks of the last finished segment
+
             def finish(done: _InFlight) -> str:
-                return _finish_segment(ctx, done, writer, dither, (score, ref_blocks, note), progress)
+                return _finish_segment(ctx, done, writer, dither, (score, ref_blocks, note), progress, previous)
 
             for seg in stage.iterate("decode", segments):
                 with stage("resample"):
@@ -376,7 +402,9 @@ def _clean(
                     for c, st in enumerate(ctx.channels):
                         if process[c]:
                             f0 = st.detection.f0_hz if st.detection and st.detection.f0_hz else math.nan
-                            pending.append((c, _hum_for_channel(seg, geom, y[:, c], engine, f0)))
+                            job = _hum_for_channel(seg, geom, y[:, c], engine, f0, c, planned.get(c, -(1 << 62)))
+                            planned[c] = int(job.starts[-1])
+                            pending.append(job)
                 if options.provenance:  # hashing every sample costs about as much as decoding it
                     ctx.input_md5.update(np.ascontiguousarray(seg.core, dtype="<f8").tobytes())
                 # the segment's samples are copied out (the reader reuses its store) so that the next

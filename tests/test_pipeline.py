@@ -79,6 +79,24 @@ def test_segment_size_does_not_change_the_result(tmp_path: Path) -> None:
     np.testing.assert_allclose(a, b, atol=2e-6)
 
 
+def test_chunks_at_segment_boundaries_are_estimated_once(tmp_path: Path) -> None:
+    """Neighbouring segments share the chunks around their boundary (the grid is absolute): the engine
+    sees each chunk once however the file is cut, and the output is that of one long segment."""
+    rate = 44100
+    est = _stereo_hum_and_tiny_model(tmp_path / "in" / "a.wav", int(5.5 * rate) + 3, rate, 4, "FLOAT")
+    counts = []
+    for name, seconds in (("short", 1.0), ("long", 60.0)):
+        tasks, _ = discover([tmp_path / "in"], tmp_path / name)
+        pipe = Pipeline(est, RunOptions(force=True, segment_seconds=seconds))
+        assert [r.status for r in pipe.run(tasks)] == ["cleaned"]
+        assert pipe.engine_stats is not None
+        counts.append(pipe.engine_stats.chunks)
+    assert counts[0] == counts[1] > 0
+    a, _ = sf.read(tmp_path / "short" / "a.wav")
+    b, _ = sf.read(tmp_path / "long" / "a.wav")
+    np.testing.assert_allclose(a, b, atol=2e-6)
+
+
 @pytest.mark.parametrize("frames", [5, 999, 1000, 1001, 3000, 4567])
 @pytest.mark.parametrize(("core", "context"), [(1000, 0), (1000, 300), (500, 1200)])
 def test_segments_are_the_file_with_context_and_zeros_beyond(
