@@ -229,7 +229,8 @@ def _detect(ctx: _FileContext, progress: Progress | None, keep: bool) -> None:
             with stage("resample"):
                 y = resample(seg.padded, geom.native_rate, geom.model_rate)
             if keep and i == len(ctx.model_rate) and cached + y.nbytes <= MODEL_RATE_CACHE_BYTES:
-                ctx.model_rate.append(y)
+                # at the model's own rate ``y`` is the segment itself, a view into the reader's reused store
+                ctx.model_rate.append(y.copy() if y is seg.padded else y)
                 cached += y.nbytes
             with stage("detect"):
                 for c, st in enumerate(ctx.channels):

@@ -121,12 +121,13 @@ def test_segments_are_the_file_with_context_and_zeros_beyond(
 
 
 @pytest.mark.parametrize("budget", [0, 1_000_000])
-def test_model_rate_cache_does_not_change_the_output(tmp_path: Path, monkeypatch, budget: int) -> None:
+@pytest.mark.parametrize("rate", [48000, 16000])
+def test_model_rate_cache_does_not_change_the_output(tmp_path: Path, monkeypatch, budget: int, rate: int) -> None:
     """The first pass keeps model-rate segments for the second within a byte budget; with no budget
-    (every segment resampled again) or a budget that holds only some of them, the output is the same."""
+    (every segment resampled again) or a budget that holds only some of them, the output is the same,
+    also for a file at the model's rate (16 kHz), whose segments are not resampled at all."""
     import humclean.pipeline as pipeline_mod
 
-    rate = 48000
     est = _stereo_hum_and_tiny_model(tmp_path / "in" / "a.wav", int(7.5 * rate) + 11, rate, 5, "PCM_24")
     # one chunk per batch: a convolution's float rounding depends on the batch's size, and which chunks
     # share a batch depends on timing (segments are queued ahead of the one being finished)
