@@ -266,7 +266,7 @@ def _hum_for_channel(
     hum_len = core_pad_m + 2 * geom.margin_m
     starts = plan_chunks(hum_start, hum_len, geom.chunk, geom.overlap)
     # the grid is absolute: the chunks around a segment boundary are the same chunks for both segments
-    # (one to three of about ten per minute), estimated once
+    # (about one in eight of a long file's chunks), estimated once
     reused = int(np.searchsorted(starts, done_through, side="right"))
     chunks = extract_chunks(y, span_start, starts[reused:], geom.chunk)
     future = engine.submit(chunks, starts[reused:], np.full(chunks.shape[0], f0_hz))
@@ -382,7 +382,6 @@ def _clean(
             cached = ctx.model_rate[::-1]  # popped in order, each freed once used
             ctx.model_rate = []
             in_flight: deque[_InFlight] = deque()
-
             planned: dict[int, int] = {}  # channel: last chunk start submitted so far
             previous: dict[int, np.ndarray] = {}  # channel: hum chunks of the last finished segment
 
