@@ -421,5 +421,5 @@ def test_channels_last_block_takes_the_contiguous_gelu_and_agrees(monkeypatch) -
     assert seen == [True]
     assert out.is_contiguous(memory_format=torch.channels_last)
     err = (out.float() - reference.float()).abs().max().item()
-    assert err <= 0.02 * reference.float().abs().max().item()
+    assert err <= 2**-7 * reference.float().abs().max().item()  # one bf16 ulp at the largest value
     assert out.float().std().item() > 0.1
