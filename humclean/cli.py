@@ -438,8 +438,21 @@ def dataset_bass(out_dir: Path, count: int, seconds: float, first_seed: int) -> 
     "--work", type=click.Path(path_type=Path, file_okay=False), help="Benchmark and outputs [default: beside --out]."
 )
 @click.option("--device", default="auto", show_default=True)
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 4096))
+@click.option(
+    "--batch-size",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 4096),
+    help="Chunks per model batch (0: as humclean run picks).",
+)
 @click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--threads",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 256),
+    help="Torch CPU threads per model call (0: as humclean run picks).",
+)
 @click.option(
     "--spectrograms", default=3, show_default=True, type=click.IntRange(0, 50), help="Before/after PNGs beside --plot."
 )
@@ -450,7 +463,7 @@ def dataset_bass(out_dir: Path, count: int, seconds: float, first_seed: int) -> 
     help="Extra conditions beside the SNR grid (comma-separated; empty for none).",
 )
 def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, plot_path: Path | None,
-             work: Path | None, device: str, batch_size: int, jobs: int, spectrograms: int,
+             work: Path | None, device: str, batch_size: int, jobs: int, threads: int, spectrograms: int,
              conditions: str) -> None:  # fmt: skip
     """Build a hum benchmark from clean audio and score every method through the pipeline."""
     import csv
@@ -469,7 +482,8 @@ def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--conditions") from None
     rows, xrt = run_eval(clean_dir, names, snrs, seed, work, device, batch_size, jobs,
-                         progress=lambda m: click.echo(f"done: {m}", err=True), conditions=conds)  # fmt: skip
+                         progress=lambda m: click.echo(f"done: {m}", err=True), conditions=conds,
+                         threads=threads)  # fmt: skip
     write_rows(rows, out_csv)
     table = summary_table(rows, xrt)
     summary_csv = out_csv.with_name(out_csv.stem + "-summary.csv")

@@ -120,3 +120,33 @@ def test_cli_dataset_bass_writes_training_clips(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["dataset", "bass", "--out", str(tmp_path / "b"), "--count", "1", "--seconds",
                                     "3", "--first-seed", "1000"])  # fmt: skip
     assert res.exit_code == 0 and "overlap the evaluation" in res.output
+
+
+@pytest.mark.parametrize(("batch", "threads", "expect"), [(0, 0, (4, 1, "cores")), (3, 2, (3, 2, 1))])
+def test_evaluate_runs_each_method_as_humclean_run_would(
+    tmp_path: Path, monkeypatch, batch: int, threads: int, expect: tuple
+) -> None:
+    """Batch size, torch threads and engine workers come from the run policy (0: auto), so the
+    x-real-time column is that of ``humclean run``."""
+    import os
+
+    import torch
+
+    import training.evaluate as ev
+
+    seen: list[tuple[int, int, int]] = []
+    real = ev.Pipeline
+
+    def spy(estimator, options, *a, **kw):  # type: ignore[no-untyped-def]
+        seen.append((options.batch_size, torch.get_num_threads(), options.model_workers))
+        return real(estimator, options, *a, **kw)
+
+    monkeypatch.setattr(ev, "Pipeline", spy)
+    before = torch.get_num_threads()
+    try:
+        ev.evaluate(_clean_folder(tmp_path / "clean"), ["dsp"], [5.0], 0, tmp_path / "work", "cpu",
+                    batch_size=batch, conditions=[], threads=threads)  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    workers = (os.cpu_count() or 1) if expect[2] == "cores" else expect[2]
+    assert seen and all(s == (expect[0], expect[1], workers) for s in seen)

@@ -147,14 +147,25 @@ def evaluate(
     seed: int,
     work: Path,
     device: str = "auto",
-    batch_size: int = 16,
+    batch_size: int = 0,
     jobs: int = 2,
     progress: Callable[[str], None] | None = None,
     conditions: list[str] | None = None,
     bass_clips: int = 12,
     bass_seconds: float = 20.0,
+    threads: int = 0,
 ) -> tuple[list[EvalRow], dict[str, float]]:
-    """Run every method over the benchmark; returns per-file rows and x real-time per method."""
+    """Run every method over the benchmark; returns per-file rows and x real-time per method.
+
+    ``batch_size`` and ``threads`` (0: auto) are decided per method as ``humclean run`` decides them
+    (:func:`~humclean.models.torch_estimator.run_settings`), so x real-time is that of a run; this sets
+    torch's thread count."""
+    import os
+
+    import torch
+
+    from humclean.models.torch_estimator import run_settings
+
     meta_path = build_benchmark(clean_dir, work / "bench", snrs, seed, conditions, bass_clips, bass_seconds)
     with open(meta_path, newline="") as f:
         meta = {r["noisy_path"]: r for r in csv.DictReader(f)}
@@ -163,6 +174,8 @@ def evaluate(
     splits = sorted({m.split("/", 1)[0] for m in meta})
     for method in methods:
         est = _load_method(method, device)
+        batch, torch_threads, workers = run_settings(est, threads, batch_size, os.cpu_count() or 1)
+        torch.set_num_threads(torch_threads)
         audio_s = 0.0
         t0 = time.perf_counter()
         for split in splits:
@@ -171,7 +184,8 @@ def evaluate(
             if out.exists():
                 shutil.rmtree(out)
             tasks, _ = discover([noisy], out)
-            opts = RunOptions(jobs=jobs, batch_size=batch_size, reference_root=work / "bench" / split / "clean")
+            opts = RunOptions(jobs=jobs, batch_size=batch, model_workers=workers,
+                              reference_root=work / "bench" / split / "clean")  # fmt: skip
             for rec in Pipeline(est, opts).run(tasks):
                 m = meta[f"{split}/noisy/{rec.path}"]
                 audio_s += rec.duration_s if math.isfinite(rec.duration_s) else 0.0
