@@ -111,22 +111,24 @@ def test_analysis_finds_each_line_envelope() -> None:
 def test_analysis_equals_hann_weighted_sums(batched: bool) -> None:
     """Every frame of ``z``/``w`` is the Hann-weighted sum of the demodulated signal over the 2 hops
     around its centre (zero outside the chunk), for a drifting phase and noise; row by row (the CPU's
-    path) and all rows in one go (the GPU's)."""
-    from humclean.models.phaselock import _analyse_rows
+    path) and all rows in one go (the GPU's); 23 lines: a full block of phasor powers and a partial one."""
+    from humclean.models.phaselock import _HARMONIC_BLOCK, _analyse_rows
 
-    net = HarmonicEnvelopeNet(harmonics=6)
+    lines = 23
+    assert _HARMONIC_BLOCK < lines < 2 * _HARMONIC_BLOCK
+    net = HarmonicEnvelopeNet(harmonics=lines)
     rng = np.random.default_rng(3)
     t = 2 * RATE
     x = rng.standard_normal((2, t))
     phi = np.cumsum(np.full((2, t), 2 * np.pi * 50.3 / RATE), axis=1) + 0.5 * np.sin(np.arange(t) / 700.0)
     xt, phit = torch.tensor(x, dtype=torch.float32), torch.tensor(phi)
-    z, w = _analyse_rows(xt, phit, net.window, 6, True) if batched else net._analyse(xt, phit)
+    z, w = _analyse_rows(xt, phit, net.window, lines, True) if batched else net._analyse(xt, phit)
     h, win = net.hop, net.window.numpy().astype(np.float64)
     for b in range(2):
         for f in (0, 1, 7, t // h):
             lo, hi = f * h - h, f * h + h
             idx = np.arange(max(lo, 0), min(hi, t))
-            for k in range(1, 7):
+            for k in (1, 2, 6, 19, 20, 21, 23):
                 for got, mult in ((z, k), (w, k + 0.5)):
                     want = np.sum(win[idx - lo] * x[b, idx] * np.exp(-1j * mult * phi[b, idx]))
                     assert abs(complex(got[b, k - 1, f]) - want) < 1e-4, (b, f, k, mult)
