@@ -87,8 +87,8 @@ def _analyse_rows(
                 else:
                     powers[:, :, 0] = q
                 prev = powers[:, :, j]
+            # the next block's first power reads the last slot while writing the first: no copy needed
             sums.append(torch.matmul(parts, powers[:, :, :n].transpose(2, 3)))  # [B, S, R, n]
-            prev = prev.clone()  # the buffer is overwritten by the next block
     prod = torch.cat(sums, -1).permute(0, 3, 1, 2)  # [B, K, S, R]
     z = F.pad(prod[..., 0], (0, 1)) + F.pad(prod[..., 1], (1, 0))
     if not between:
