@@ -49,6 +49,23 @@ def main() -> None:
     """Remove mains hum (50/60 Hz and harmonics) from audio archives without touching anything else."""
 
 
+# the model's batching and threading, shared by run and evaluate (evaluate runs each method as run would)
+_BATCH_SIZE = click.option(
+    "--batch-size",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 4096),
+    help="Chunks per model batch (0: 4 on the CPU, sized from free memory on a GPU).",
+)
+_THREADS = click.option(
+    "--threads",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 256),
+    help="Torch CPU threads per model call (0: 1 per call, 1 call per core).",
+)
+
+
 @main.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -62,23 +79,11 @@ def main() -> None:
     help="Zoo name, alias, built-in (dsp, notch) or model folder.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--batch-size",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 4096),
-    help="Chunks per model batch (0: 4 on the CPU, sized from free memory on a GPU).",
-)
+@_BATCH_SIZE
 @click.option(
     "--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256), help="Files decoded/encoded in parallel."
 )
-@click.option(
-    "--threads",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 256),
-    help="Torch CPU threads per model call (0: 1 per call, 1 call per core).",
-)
+@_THREADS
 @click.option("--include", multiple=True, help="Glob of files to take (repeatable; default: common audio extensions).")
 @click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Probe and detect only; write no audio, report what would happen.")
@@ -438,21 +443,9 @@ def dataset_bass(out_dir: Path, count: int, seconds: float, first_seed: int) -> 
     "--work", type=click.Path(path_type=Path, file_okay=False), help="Benchmark and outputs [default: beside --out]."
 )
 @click.option("--device", default="auto", show_default=True)
-@click.option(
-    "--batch-size",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 4096),
-    help="Chunks per model batch (0: as humclean run picks).",
-)
+@_BATCH_SIZE
 @click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256))
-@click.option(
-    "--threads",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 256),
-    help="Torch CPU threads per model call (0: as humclean run picks).",
-)
+@_THREADS
 @click.option(
     "--spectrograms", default=3, show_default=True, type=click.IntRange(0, 50), help="Before/after PNGs beside --plot."
 )
