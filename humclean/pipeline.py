@@ -382,7 +382,7 @@ def _clean(
             cached = ctx.model_rate[::-1]  # popped in order, each freed once used
             ctx.model_rate = []
             in_flight: deque[_InFlight] = deque()
-            planned: dict[int, int] = {}  # channel: last chunk start submitted so far
+            done_through = -(1 << 62)  # last chunk start planned so far (every channel has the same plan)
             previous: dict[int, np.ndarray] = {}  # channel: hum chunks of the last finished segment
 
             def finish(done: _InFlight) -> str:
@@ -402,9 +402,9 @@ def _clean(
                     for c, st in enumerate(ctx.channels):
                         if process[c]:
                             f0 = st.detection.f0_hz if st.detection and st.detection.f0_hz else math.nan
-                            job = _hum_for_channel(seg, geom, y[:, c], engine, f0, c, planned.get(c, -(1 << 62)))
-                            planned[c] = int(job.starts[-1])
-                            pending.append(job)
+                            pending.append(_hum_for_channel(seg, geom, y[:, c], engine, f0, c, done_through))
+                    if pending:
+                        done_through = int(pending[-1].starts[-1])
                 if options.provenance:  # hashing every sample costs about as much as decoding it
                     ctx.input_md5.update(np.ascontiguousarray(seg.core, dtype="<f8").tobytes())
                 # the segment's samples are copied out (the reader reuses its store) so that the next
