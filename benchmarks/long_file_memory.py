@@ -1,8 +1,9 @@
 """Peak memory on a long recording: RSS must not grow with file length.
 
 Writes a long 48 kHz stereo 24-bit WAV with hum (blockwise, so the generator itself stays small),
-runs ``humclean run`` on it in a child process and prints the child's peak RSS next to the same run
-on a file a tenth as long (the baseline measured in the same run). Usage:
+runs ``humclean run`` on it in a child process and prints the child's peak RSS, and the peak summed PSS
+of the child and its model worker processes, next to the same run on a file a tenth as long (the
+baseline measured in the same run). Usage:
 
     python benchmarks/long_file_memory.py --hours 3 --model dsp --workdir /tmp/humclean-mem
 """
@@ -43,9 +44,42 @@ def write_long(path: Path, seconds: float, rate: int = 48000) -> None:
             done += n
 
 
-def run(src: Path, out: Path, model: str, extra: tuple[str, ...] = ()) -> tuple[float, float]:
-    """(peak RSS in MB of a child running ``humclean run`` on ``src`` alone, wall seconds); ``extra``:
-    further ``humclean run`` options."""
+def _tree(root: int) -> list[int]:
+    """``root`` and its descendants (the model's worker processes), from /proc."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, todo = [root], [root]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        found += kids
+        todo += kids
+    return found
+
+
+def _pss_kb(pids: list[int]) -> int:
+    """Summed proportional set size: shared pages (torch's libraries in every worker) count once in all."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def run(src: Path, out: Path, model: str, extra: tuple[str, ...] = ()) -> tuple[float, float, float]:
+    """(peak RSS in MB of a child running ``humclean run`` on ``src`` alone, peak summed PSS in MB of
+    that child and its model worker processes, sampled every 50 ms, wall seconds); ``extra``: further
+    ``humclean run`` options."""
     rss_file = out.parent / f"{out.name}.rss"
     out.parent.mkdir(parents=True, exist_ok=True)
     code = (
@@ -59,8 +93,14 @@ def run(src: Path, out: Path, model: str, extra: tuple[str, ...] = ()) -> tuple[
         f"    open({str(rss_file)!r}, 'w').write(hwm)\n"
     )
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    return int(rss_file.read_text()) / 1024, time.perf_counter() - t0
+    child = subprocess.Popen([sys.executable, "-c", code])
+    peak_pss = 0
+    while child.poll() is None:
+        peak_pss = max(peak_pss, _pss_kb(_tree(child.pid)))
+        time.sleep(0.05)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, child.args)
+    return int(rss_file.read_text()) / 1024, peak_pss / 1024, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -77,12 +117,16 @@ def main() -> None:
         # reuse a file of the right length only (a different --hours rewrites it)
         if not same_shape(path, int(secs * 48000), 48000, 2, "PCM_24"):
             write_long(path, secs)
-    rss_short, wall_short = run(short, args.workdir / "out-short", args.model)
-    rss_long, wall_long = run(long, args.workdir / "out-long", args.model)
-    for label, secs, rss, wall in (("short", short_s, rss_short, wall_short), ("long", long_s, rss_long, wall_long)):
-        print(f"{label:<5} {secs / 3600:.2f} h: peak RSS {rss:.0f} MB, {wall:.0f} s ({secs / wall:.1f}x RT)")
-    print(f"RSS ratio long/short: {rss_long / rss_short:.2f} (1.0 = flat); limit 2048 MB: "
-          f"{'OK' if rss_long < 2048 else 'EXCEEDED'}")  # fmt: skip
+    rss_short, pss_short, wall_short = run(short, args.workdir / "out-short", args.model)
+    rss_long, pss_long, wall_long = run(long, args.workdir / "out-long", args.model)
+    for label, secs, rss, pss, wall in (
+        ("short", short_s, rss_short, pss_short, wall_short),
+        ("long", long_s, rss_long, pss_long, wall_long),
+    ):
+        print(f"{label:<5} {secs / 3600:.2f} h: peak RSS {rss:.0f} MB (main process), peak PSS {pss:.0f} MB "
+              f"(with model workers), {wall:.0f} s ({secs / wall:.1f}x RT)")  # fmt: skip
+    print(f"ratio long/short: RSS {rss_long / rss_short:.2f}, PSS {pss_long / pss_short:.2f} (1.0 = flat); "
+          f"limit 2048 MB: {'OK' if max(rss_long, pss_long) < 2048 else 'EXCEEDED'}")  # fmt: skip
 
 
 if __name__ == "__main__":

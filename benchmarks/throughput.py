@@ -7,7 +7,8 @@ the same run:
   - each method through the real pipeline (``humclean run`` semantics, --force so every channel is
     processed), with per-stage seconds from the report (decode, resample, model wait, overlap-add,
     encode, detect) and the batch engine's pure model seconds;
-  - peak RSS of a child process running the long file alone.
+  - peak memory of a child process running the long file alone (its RSS, and the summed PSS of it and
+    its model worker processes).
 Each of ``--repeat`` rounds times the copy and every method once; the fastest round of each counts.
 Prints seconds, x real-time and the ratio to the copy. Usage:
 
@@ -100,9 +101,12 @@ def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tupl
 
     from humclean.models.torch_estimator import run_settings
 
-    batch, torch_threads, workers = run_settings(estimator, 0, batch, os.cpu_count() or 1)
-    torch.set_num_threads(torch_threads)
-    options = RunOptions(force=True, overwrite=True, jobs=jobs, batch_size=batch, model_workers=workers)
+    settings = run_settings(estimator, 0, batch, os.cpu_count() or 1)
+    torch.set_num_threads(settings.torch_threads)
+    options = RunOptions(
+        force=True, overwrite=True, jobs=jobs, batch_size=settings.batch_size,
+        model_workers=settings.model_workers, model_processes=settings.model_processes,
+    )  # fmt: skip
     pipe = Pipeline(estimator, options)
     t0 = time.perf_counter()
     records = pipe.run(tasks)
@@ -115,9 +119,11 @@ def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tupl
     return wall, dict(stages), (pipe.engine_stats.model_seconds if pipe.engine_stats else float("nan"))
 
 
-def peak_rss_long(long_file: Path, out: Path, method: str) -> float:
-    """Peak RSS (MB) of a child process cleaning the long file alone (every channel processed)."""
-    return run_child(long_file, out, method, ("--force",))[0]
+def peak_memory_long(long_file: Path, out: Path, method: str) -> tuple[float, float]:
+    """(peak RSS of the main process, peak summed PSS with its model worker processes), MB, of a child
+    cleaning the long file alone (every channel processed)."""
+    rss, pss, _ = run_child(long_file, out, method, ("--force",))
+    return rss, pss
 
 
 def _rounds(seconds: list[float]) -> str:
@@ -170,10 +176,12 @@ def main() -> None:
             "rounds": [r[0] for r in runs[method]],
         }
     first = [m for m in methods if m != "floor"][0]
-    rss = peak_rss_long(src / "long" / "long.wav", args.workdir / "out" / "rss", first)
-    print(f"peak RSS, {args.long_minutes:.0f}-min 48 kHz stereo file alone with {first}: {rss:.0f} MB")
+    rss, pss = peak_memory_long(src / "long" / "long.wav", args.workdir / "out" / "rss", first)
+    print(f"{args.long_minutes:.0f}-min 48 kHz stereo file alone with {first}: peak RSS {rss:.0f} MB (main process), "
+          f"peak PSS {pss:.0f} MB (with model workers)")  # fmt: skip
     doc = {"copy_seconds": copy_s, "copy_rounds": copies, "audio_seconds": audio_s, "methods": results}
     doc["peak_rss_mb"] = rss
+    doc["peak_pss_mb"] = pss
     (args.workdir / "throughput.json").write_text(json.dumps(doc, indent=2))
 
 

@@ -185,8 +185,8 @@ def run(
 
     from .models.torch_estimator import run_settings
 
-    batch_size, torch_threads, model_workers = run_settings(estimator, threads, batch_size, os.cpu_count() or 1)
-    torch.set_num_threads(torch_threads)
+    settings = run_settings(estimator, threads, batch_size, os.cpu_count() or 1)
+    torch.set_num_threads(settings.torch_threads)
     lock = None
     if not dry_run:
         try:
@@ -239,8 +239,8 @@ def run(
         on_record(FileRecord(path=p.split(":", 1)[0], status="error", error=p))
 
     options = RunOptions(
-        dry_run=dry_run, force=force, overwrite=overwrite, checksum=checksum, jobs=jobs, batch_size=batch_size,
-        model_workers=model_workers,
+        dry_run=dry_run, force=force, overwrite=overwrite, checksum=checksum, jobs=jobs,
+        batch_size=settings.batch_size, model_workers=settings.model_workers, model_processes=settings.model_processes,
         segment_seconds=segment_seconds, reference_root=reference, format_override=format_override,
         keep_mtime=keep_mtime, provenance=provenance_path is not None and not dry_run,
     )  # fmt: skip

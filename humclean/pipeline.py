@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from .chunking import extract_chunks, overlap_add, plan_chunks
 from .detect import HumDetection, HumDetector
 from .discover import FileTask
 from .errors import DecodeError, HumcleanError
+from .forked import forked
 from .metrics import ReferenceScore
 from .models.base import HumEstimator, ModelCard
 from .report import FileRecord, Manifest
@@ -56,6 +57,7 @@ class RunOptions:
     jobs: int = 2
     batch_size: int = 16
     model_workers: int = 1  # batches run side by side (see BatchEngine)
+    model_processes: bool = False  # ... each in a forked worker process where possible (see forked)
     segment_seconds: float = 60.0
     reference_root: Path | None = None
     format_override: str | None = None
@@ -549,11 +551,15 @@ class Pipeline:
 
     def run(self, tasks: list[FileTask]) -> list[FileRecord]:
         """Process every task here (worker threads); returns one record per task (order of completion)."""
-        todo, records = self.probe_tasks(tasks)
-        with BatchEngine(self.estimator, self.options.batch_size, workers=self.options.model_workers) as engine:
-            runner = Parallel(n_jobs=max(1, self.options.jobs), backend="threading", return_as="generator_unordered")
-            for rec in runner(delayed(self._run_one)(t, i, engine) for t, i in todo):
-                records.append(self.emit(rec))
+        opts = self.options
+        # worker processes are forked first, before this run starts any thread (see ``forked``)
+        use_processes = opts.model_processes and not opts.dry_run
+        with forked(self.estimator, opts.model_workers) if use_processes else nullcontext(self.estimator) as model:
+            todo, records = self.probe_tasks(tasks)
+            with BatchEngine(model, opts.batch_size, workers=opts.model_workers) as engine:
+                runner = Parallel(n_jobs=max(1, opts.jobs), backend="threading", return_as="generator_unordered")
+                for rec in runner(delayed(self._run_one)(t, i, engine) for t, i in todo):
+                    records.append(self.emit(rec))
         self.engine_stats = engine.stats
         return records
 

@@ -71,8 +71,8 @@ def test_a_failing_batch_fails_only_its_requests() -> None:
 
 
 def test_parallelism_policy() -> None:
-    """--threads 0 on a CPU: one torch thread per call, one call per core; an explicit count or a GPU
-    model: one call at a time."""
+    """--threads 0 on a CPU: one torch thread per call, one call per core, each in a worker process; an
+    explicit count or a GPU model: one call at a time, in the run's own process."""
     import torch
 
     from humclean.models.dsp import DspCanceller
@@ -86,5 +86,6 @@ def test_parallelism_policy() -> None:
     gpu = TorchEstimator.__new__(TorchEstimator)
     gpu.device = torch.device("cuda")  # only the device is consulted; nothing runs
     assert parallelism(gpu, 0, 8) == (8, 1)
-    assert run_settings(cpu, 0, 0, 2) == (CPU_BATCH, 1, 2)
-    assert run_settings(DspCanceller(), 2, 7, 2) == (7, 2, 1)
+    assert run_settings(cpu, 0, 0, 2) == (CPU_BATCH, 1, 2, True)
+    assert run_settings(cpu, 0, 0, 1) == (CPU_BATCH, 1, 1, False)
+    assert run_settings(DspCanceller(), 2, 7, 2) == (7, 2, 1, False)

@@ -174,8 +174,8 @@ def evaluate(
     splits = sorted({m.split("/", 1)[0] for m in meta})
     for method in methods:
         est = _load_method(method, device)
-        batch, torch_threads, workers = run_settings(est, threads, batch_size, os.cpu_count() or 1)
-        torch.set_num_threads(torch_threads)
+        settings = run_settings(est, threads, batch_size, os.cpu_count() or 1)
+        torch.set_num_threads(settings.torch_threads)
         audio_s = 0.0
         t0 = time.perf_counter()
         for split in splits:
@@ -184,7 +184,8 @@ def evaluate(
             if out.exists():
                 shutil.rmtree(out)
             tasks, _ = discover([noisy], out)
-            opts = RunOptions(jobs=jobs, batch_size=batch, model_workers=workers,
+            opts = RunOptions(jobs=jobs, batch_size=settings.batch_size, model_workers=settings.model_workers,
+                              model_processes=settings.model_processes,
                               reference_root=work / "bench" / split / "clean")  # fmt: skip
             for rec in Pipeline(est, opts).run(tasks):
                 m = meta[f"{split}/noisy/{rec.path}"]

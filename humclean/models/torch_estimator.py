@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -71,15 +73,27 @@ def parallelism(estimator: HumEstimator, threads: int, cores: int) -> tuple[int,
     Auto on the CPU is one torch thread per call and one call per core: the model's tracker (numpy)
     and Python steps are serial, so calls side by side keep every core busy where one call over all
     cores left about a third of them idle (``humclean run`` on the throughput archive, two runs each:
-    12.7 s -> 11.6-12.3 s, and a fifth less CPU time). A GPU model runs one call at a time; an explicit
-    ``threads`` also means one call."""
+    12.7 s -> 11.6-12.3 s, and a fifth less CPU time); :func:`run_settings` puts those calls in worker
+    processes. A GPU model runs one call at a time; an explicit ``threads`` also means one call."""
     device = getattr(estimator, "device", None)
     if threads or (device is not None and device.type != "cpu"):
         return (threads or max(cores, 1)), 1
     return 1, max(cores, 1)
 
 
-def run_settings(estimator: HumEstimator, threads: int, batch_size: int, cores: int) -> tuple[int, int, int]:
-    """``(batch size, torch threads, engine workers)`` as ``humclean run`` uses them for its ``--threads`` and
-    ``--batch-size`` (0: auto, see :func:`auto_batch_size` and :func:`parallelism`)."""
-    return (batch_size or auto_batch_size(estimator), *parallelism(estimator, threads, cores))
+class RunSettings(NamedTuple):
+    """How ``humclean run`` runs a model: see :func:`run_settings`."""
+
+    batch_size: int
+    torch_threads: int
+    model_workers: int
+    model_processes: bool
+
+
+def run_settings(estimator: HumEstimator, threads: int, batch_size: int, cores: int) -> RunSettings:
+    """Batch size, torch threads per call, engine workers and whether the workers' calls run in forked
+    processes, as ``humclean run`` uses them for its ``--threads`` and ``--batch-size`` (0: auto, see
+    :func:`auto_batch_size` and :func:`parallelism`). Several workers always get processes (where
+    :func:`humclean.forked.can_fork` allows): as threads their calls would share one interpreter lock."""
+    torch_threads, workers = parallelism(estimator, threads, cores)
+    return RunSettings(batch_size or auto_batch_size(estimator), torch_threads, workers, workers > 1)
