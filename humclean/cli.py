@@ -62,7 +62,7 @@ _THREADS = click.option(
     default=0,
     show_default=True,
     type=click.IntRange(0, 256),
-    help="Torch CPU threads per model call (0: 1 per call, 1 call per core).",
+    help="Torch CPU threads per model call (0: 1 per call, 1 call per core, each in a worker process on Linux).",
 )
 
 

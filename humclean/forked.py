@@ -66,7 +66,8 @@ def _serve(conn: Connection, estimator: HumEstimator, inherited: list[Connection
         except (BrokenPipeError, EOFError, OSError):
             return
         except Exception:  # noqa: BLE001 - an exception that does not pickle
-            conn.send((False, ModelError(f"{type(reply[1]).__name__}: {reply[1]}")))
+            with contextlib.suppress(OSError):
+                conn.send((False, ModelError(f"{type(reply[1]).__name__}: {reply[1]}")))
 
 
 class _Worker:
@@ -82,7 +83,17 @@ class _Worker:
         self.conn.send((chunks, starts, f0_hz))
         return self.conn.recv()
 
+    def retire(self) -> None:
+        """Stop using this worker after a failed call: reap it if it died, end it if it did not."""
+        self.conn.close()
+        self.process.join(1.0)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+
     def stop(self, timeout_s: float = 5.0) -> None:
+        if self.conn.closed:
+            return
         with contextlib.suppress(OSError, ValueError):
             self.conn.send(None)
         self.conn.close()
@@ -133,14 +144,16 @@ class ForkedEstimator(HumEstimator):
             return self.estimator.estimate(chunks, starts, f0_hz)
         try:
             ok, payload = worker.call(chunks, starts, f0_hz)
-        except (EOFError, OSError) as exc:
-            worker.process.join(1.0)
+        except BaseException as exc:
+            # the pipe may hold half a message or a reply nobody reads: this worker is not used again
+            worker.retire()
             self._free.put(None)
-            code = worker.process.exitcode
-            raise ModelError(
-                f"model worker process died (exit code {code}) while estimating this batch; "
-                "the rest of the run estimates in the main process"
-            ) from exc
+            if isinstance(exc, (EOFError, OSError)):
+                raise ModelError(
+                    f"model worker process died (exit code {worker.process.exitcode}) while estimating this "
+                    "batch; the rest of the run estimates in the main process"
+                ) from exc
+            raise
         self._free.put(worker)
         if not ok:
             raise payload

@@ -161,3 +161,27 @@ def test_pipeline_outputs_are_the_same_with_worker_processes(tmp_path: Path, mon
     assert outputs[False].keys() == outputs[True].keys() == {"f0.wav", "f1.wav"}
     for name, ref in outputs[False].items():
         np.testing.assert_array_equal(outputs[True][name], ref)
+
+
+@needs_fork
+def test_a_call_interrupted_after_sending_retires_its_worker(monkeypatch) -> None:
+    """A reply nobody read must never answer the next call: the interrupted call's worker is ended."""
+    from humclean import forked as forked_module
+
+    real = forked_module._Worker.call
+    interrupted = []
+
+    def send_then_fail(self, chunks, starts, f0_hz):  # type: ignore[no-untyped-def]
+        if not interrupted:
+            interrupted.append(self)
+            self.conn.send((chunks, starts, f0_hz))
+            raise KeyboardInterrupt
+        return real(self, chunks, starts, f0_hz)
+
+    monkeypatch.setattr(forked_module._Worker, "call", send_then_fail)
+    with forked(_Probe(), 2) as est:
+        with pytest.raises(KeyboardInterrupt):
+            _call(est, 1)
+        assert not interrupted[0].process.is_alive() and est.processes == 1
+        for start in (2, 3, 4):
+            np.testing.assert_array_equal(_call(est, start)[:, 1:], _expected(start))
