@@ -249,13 +249,10 @@ class HarmonicEnvelopeNet(nn.Module):
         # line_gain=False ignores the gain output (the layer keeps its shape so that weights trained
         # with it still load): one 8 s chunk's gain can switch a real line off for the whole chunk.
         gain = torch.sigmoid(o[:, 1 + n_scales] + 6.0) if self.line_gain else torch.ones_like(weight)
-        # weighted sums and weights pooled as rows of one tensor: tri_pool works row by row, and one
-        # call instead of two halves its many small steps
-        both = torch.cat([zr * weight[:, None], weight[:, None]], 1)  # [B, 3, K, F]
+        num = zr * weight[:, None]
         est = torch.zeros_like(zr)
         for i, width in enumerate(self.pool_widths):
-            pooled = tri_pool(both, width)
-            est = est + alpha[:, i, None] * pooled[:, :2] / (pooled[:, 2:] + 1e-6)
+            est = est + alpha[:, i, None] * tri_pool(num, width) / (tri_pool(weight, width)[:, None] + 1e-6)
         return est * gain[:, None]
 
     # ------------------------------------------------------------------ network

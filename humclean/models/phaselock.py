@@ -148,8 +148,7 @@ def refine_phase(
         use = mw if it else mw * (k <= k_first)
         g = (use * k * (zc * torch.conj(c)).imag / resid).sum(1, keepdim=True)
         h = (use * k * k * power / resid).sum(1, keepdim=True)
-        gh = tri_pool(torch.cat([g, h], 1), smooth)  # row by row: both in one call
-        step = gh[:, :1] / (gh[:, 1:] + 1e-12)
+        step = tri_pool(g, smooth) / (tri_pool(h, smooth) + 1e-12)
         theta = theta + step.clamp(-0.3, 0.3)
     return theta
 
