@@ -23,6 +23,7 @@ import multiprocessing as mp
 import queue
 import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -76,7 +77,12 @@ class _Worker:
         self.process = ctx.Process(
             target=_serve, args=(child, estimator, [*others, self.conn]), name=f"humclean-model-{index}", daemon=True
         )
-        self.process.start()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns on fork whenever the process has another OS thread; at this point that
+            # is OpenBLAS's server thread (numpy's, stopped around a fork by its own handler) and, with a
+            # progress bar, tqdm's monitor (the child never takes tqdm's lock)
+            warnings.filterwarnings("ignore", message=r".*multi-threaded, use of fork\(\)", category=DeprecationWarning)
+            self.process.start()
         child.close()
 
     def call(self, chunks: np.ndarray, starts: np.ndarray, f0_hz: np.ndarray) -> tuple[bool, Any]:
