@@ -35,6 +35,8 @@ def _worker_pipeline(model: str, device: str, options: RunOptions) -> tuple[Pipe
             from . import zoo
 
             estimator = zoo.load(model, device)
+            # the model's calls stay in this process's threads (``model_processes`` does not apply): a
+            # Dask worker is a daemonic process, which may not fork workers of its own (see ``forked``)
             engine = BatchEngine(estimator, options.batch_size, workers=options.model_workers).__enter__()
             _WORKER_STATE[key] = (Pipeline(estimator, options), engine)
         return _WORKER_STATE[key]

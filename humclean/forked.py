@@ -13,7 +13,7 @@ Forking is only safe before other threads exist (a lock another thread holds sta
 so :func:`forked` is meant to be entered before the threads that use the estimator start; it runs the
 estimator in the caller's process instead where forking is unavailable (not Linux, a daemonic process such
 as a Dask worker) or wrong (a CUDA device). A worker that dies fails the batch it was running with a
-:class:`~.errors.ModelError`; later calls run in the calling thread.
+:class:`~.errors.ModelError`; its share of later calls runs in the calling thread.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class ForkedEstimator(HumEstimator):
             if isinstance(exc, (EOFError, OSError)):
                 raise ModelError(
                     f"model worker process died (exit code {worker.process.exitcode}) while estimating this "
-                    "batch; the rest of the run estimates in the main process"
+                    "batch (later batches go on without it)"
                 ) from exc
             raise
         self._free.put(worker)
@@ -166,7 +166,7 @@ class ForkedEstimator(HumEstimator):
         return payload
 
     def close(self) -> None:
-        """Stop every worker (waits for the calls in flight)."""
+        """Stop every worker. Call it once no call is in flight (the engine's threads have ended)."""
         for w in self._workers:
             w.stop()
 
