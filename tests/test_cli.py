@@ -163,6 +163,19 @@ def test_model_folder_and_reference(tmp_path: Path) -> None:
     assert _invoke("run", str(tmp_path / "in"), "--out", str(tmp_path / "o2"), "--model", str(folder))[0] == 2
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
 def test_killed_run_leaves_no_partial_file(tmp_path: Path) -> None:
     rate = 48000
     src = tmp_path / "archive"
@@ -177,9 +190,17 @@ def test_killed_run_leaves_no_partial_file(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert list(dst.glob(".*humclean-tmp-*")), "the run never started writing"
     time.sleep(0.3)
+    workers = _children(proc.pid)
+    cores = os.cpu_count() or 1
+    assert len(workers) == (cores if cores > 1 else 0), workers  # one model call per core, each in a worker
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (dst / "long.wav").exists(), "a killed run must not leave a file under its final name"
+    # the model's workers see their pipe close and exit: none outlives the run
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.05)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "orphaned model workers"
     # the next run cleans up and completes
     res = subprocess.run(cmd, capture_output=True, timeout=300)
     assert res.returncode == 0, res.stderr
