@@ -120,6 +120,11 @@ def test_cli_dataset_bass_writes_training_clips(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["dataset", "bass", "--out", str(tmp_path / "b"), "--count", "1", "--seconds",
                                     "3", "--first-seed", "1000"])  # fmt: skip
     assert res.exit_code == 0 and "overlap the evaluation" in res.output
+    # the help names the benchmark's seeds literally (the CLI does not import training to build it)
+    from training.bass import BENCHMARK_FIRST_SEED
+
+    res = CliRunner().invoke(main, ["dataset", "bass", "--help"])
+    assert f"use {BENCHMARK_FIRST_SEED} onwards" in " ".join(res.output.split())
 
 
 @pytest.mark.parametrize(("batch", "threads", "expect"), [(0, 0, (4, 1, "cores")), (3, 2, (3, 2, 1))])
