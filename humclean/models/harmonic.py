@@ -23,6 +23,11 @@ With ``phase_refine`` on, step 2 is followed by a joint phase lock (:func:`.phas
 the tracker's phase, fitted to a few strong harmonics, errs by 0.1 to 0.2 rad under music (k times that
 at harmonic k); every line's frames together pin the common phase far better.
 
+With ``common_widths`` set, the pooled envelopes get a second candidate: every line fitted at once as one
+gain shared by all lines times a slow amplitude per line (:func:`common_envelope`; hum's lines come from one
+waveform and rise and fall together), which one more output blends in per line and frame. A line buried
+under a note for seconds then follows the others' movement instead of a guess across the gap.
+
 ``[B, T] -> [B, T]`` hum at ``sample_rate`` (8 kHz: the lines end below 2.5 kHz). Chunks whose tracker
 finds no mains lines get zero hum. ``T`` must be a multiple of ``sample_rate / frame_rate``.
 """
@@ -76,6 +81,43 @@ def _phasor_powers(phi: torch.Tensor, k: int) -> Iterator[torch.Tensor]:
         yield p
 
 
+def _pool_complex(v: torch.Tensor, width: int) -> torch.Tensor:
+    """:func:`.phaselock.tri_pool` of a complex ``[..., F]`` tensor."""
+    return torch.view_as_complex(tri_pool(torch.view_as_real(v).movedim(-1, -2), width).movedim(-2, -1).contiguous())
+
+
+def common_envelope(
+    z: torch.Tensor, trust: torch.Tensor, line_width: int, gain_width: int, iters: int = 3
+) -> torch.Tensor:
+    """Lines ``z [B, K, F]`` (complex) fitted as ``c_k(f) = a_k(f) g(f)``: one gain for all lines.
+
+    Every hum line comes from the same waveform, so when its level moves (the load, the supply) all
+    lines move together. ``g`` is fitted from every line at once, each weighted by how well the fit
+    explains it (a line under a note counts little), and the per-line amplitudes ``a_k`` need only
+    follow what ``g`` does not: a triangular window of ``line_width`` frames, far longer than one line
+    alone could afford. ``g`` is smoothed over ``gain_width`` frames. Alternating least squares,
+    ``iters`` rounds, from ``g = 1``. ``trust [B, K, F]`` (>= 0) weighs frames within each line.
+    Returns ``c [B, K, F]`` (complex64). Runs in float64: the weights span e^20.
+    """
+    zd = z.to(torch.complex128)
+    w = trust.double()
+    w = w / (w.mean(-1, keepdim=True) + 1e-12)  # within-line weights: their scale across lines is arbitrary
+    g = torch.ones(z.shape[0], 1, z.shape[-1], dtype=zd.dtype, device=z.device)
+    a = zd
+    for _ in range(iters):
+        a = _pool_complex(w * zd * g.conj(), line_width) / (tri_pool(w * g.abs().pow(2), line_width) + 1e-12)
+        power = a.abs().pow(2)
+        # per-line residual power, floored 30 dB under the line: a line the fit explains fully is not
+        # trusted infinitely
+        resid = (w * (zd - a * g).abs().pow(2)).mean(-1, keepdim=True) + 1e-3 * power.mean(-1, keepdim=True) + 1e-12
+        q = w / resid
+        num = (q * a.conj() * zd).sum(1, keepdim=True)
+        den = (q * power).sum(1, keepdim=True)
+        g = _pool_complex(num, gain_width) / (tri_pool(den, gain_width) + 1e-12)
+        g = g / (g.abs().mean(-1, keepdim=True) + 1e-12)  # a and g trade scale freely: keep g near 1
+    return (a * g).to(torch.complex64)
+
+
 class _Block(nn.Module):
     def __init__(self, channels: int, dil_k: int, dil_t: int) -> None:
         super().__init__()
@@ -112,6 +154,7 @@ class HarmonicEnvelopeNet(nn.Module):
         pool_widths: tuple[int, ...] = (3, 5, 11, 21, 41),
         line_gain: bool = True,
         phase_refine: bool = False,
+        common_widths: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if sample_rate % frame_rate:
@@ -129,7 +172,10 @@ class HarmonicEnvelopeNet(nn.Module):
         self.pool_widths = tuple(int(w) for w in pool_widths)
         self.line_gain = bool(line_gain)
         self.phase_refine = bool(phase_refine)
-        self.out = nn.Conv2d(channels, len(self.pool_widths) + 2, 1)
+        # (line, gain) window widths of the common-envelope candidate (see ``common_envelope``), which
+        # one more output blends into the pooled estimate per line and frame
+        self.common_widths = None if common_widths is None else (int(common_widths[0]), int(common_widths[1]))
+        self.out = nn.Conv2d(channels, len(self.pool_widths) + 2 + (self.common_widths is not None), 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         # bfloat16 copy of the layers for CPU inference (see ``_cnn``); in a list so that it is not a
@@ -146,6 +192,7 @@ class HarmonicEnvelopeNet(nn.Module):
         Every layer but the output is copied. Output rows for widths ``other`` has are copied; a new
         width starts as a copy of the nearest (in log width) with its logit 2 lower, so the model starts
         close to ``other`` (where it chose that width, mostly still does) and the new choice gets gradient.
+        A common-envelope blend (``common_widths``) that ``other`` lacks starts even (zero row and bias).
         """
         state = other.state_dict()
         weight, bias = state["out.weight"], state["out.bias"]
@@ -158,8 +205,16 @@ class HarmonicEnvelopeNet(nn.Module):
             offsets.append(0.0 if old[nearest] == width else -2.0)
         rows.append(1 + len(old))
         offsets.append(0.0)
-        state["out.weight"] = weight[rows].clone()
-        state["out.bias"] = bias[rows] + torch.tensor(offsets, dtype=bias.dtype)
+        out_w = weight[rows].clone()
+        out_b = bias[rows] + torch.tensor(offsets, dtype=bias.dtype)
+        if self.common_widths is not None:
+            if other.common_widths is not None:
+                out_w = torch.cat([out_w, weight[-1:]])
+                out_b = torch.cat([out_b, bias[-1:]])
+            else:  # the blend starts even: half the pooled estimate, half the common-envelope one
+                out_w = torch.cat([out_w, torch.zeros_like(weight[:1])])
+                out_b = torch.cat([out_b, torch.zeros_like(bias[:1])])
+        state["out.weight"], state["out.bias"] = out_w, out_b
         self.load_state_dict(state)
 
     def train(self, mode: bool = True) -> HarmonicEnvelopeNet:
@@ -253,6 +308,10 @@ class HarmonicEnvelopeNet(nn.Module):
         est = torch.zeros_like(zr)
         for i, width in enumerate(self.pool_widths):
             est = est + alpha[:, i, None] * tri_pool(num, width) / (tri_pool(weight, width)[:, None] + 1e-6)
+        if self.common_widths is not None:
+            common = common_envelope(torch.complex(zr[:, 0], zr[:, 1]), weight, *self.common_widths)
+            blend = torch.sigmoid(o[:, 2 + n_scales])[:, None]
+            est = est + blend * (torch.view_as_real(common).movedim(-1, 1) - est)
         return est * gain[:, None]
 
     # ------------------------------------------------------------------ network
