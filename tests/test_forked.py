@@ -121,7 +121,7 @@ def test_no_processes_for_one_worker_or_a_gpu_model() -> None:
 
 @needs_fork
 def test_pipeline_outputs_are_the_same_with_worker_processes(tmp_path: Path, monkeypatch) -> None:
-    """``harmonic-v4`` on real audio with hum: worker processes change nothing in the output files."""
+    """The default model on real audio with hum: worker processes change nothing in the output files."""
     import contextlib
 
     import humclean.pipeline as pipeline_module

@@ -296,7 +296,8 @@ class HarmonicEnvelopeNet(nn.Module):
         (how fast this line's envelope may move) and a gain logit (shrinks lines that are not hum).
         All three are scale-free, so the network never has to output an amplitude; with the output
         layer zero-initialised the model starts as an even mix of plain moving averages. With
-        ``line_gain`` off, the gain is 1 and only the weights decide (see ``__init__``).
+        ``line_gain`` off, the gain is 1 and only the weights decide (see ``__init__``). With
+        ``common_widths``, a last logit blends in :func:`common_envelope`'s fit (same frame weights).
         """
         n_scales = len(self.pool_widths)
         weight = torch.exp(o[:, 0].clamp(-10.0, 10.0)) * m[:, None]  # [B, K, F]; ``m``: frames on real audio
