@@ -248,17 +248,25 @@ def test_cli_init_fine_tunes_from_a_zoo_model(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "this run trains 'spec-unet'" in res.output
 
 
+_SMALL = dict(channels=8, dilations_t=(1, 2), dilations_k=(1, 1), line_gain=False)
+
+
+def _small_net_with_random_outputs(seed: int) -> HarmonicEnvelopeNet:
+    """A small net whose output layer is not zero (as a trained one), so copies of its rows can be told apart."""
+    torch.manual_seed(seed)
+    net = HarmonicEnvelopeNet(**_SMALL).eval()
+    with torch.no_grad():
+        net.out.weight.normal_(0, 0.3)
+        net.out.bias.normal_(0, 0.5)
+    return net
+
+
 def test_inherit_maps_window_widths() -> None:
     """Fine-tuning into more window widths: every other layer is copied, shared widths keep their
     output rows, a new width starts as its nearest width's row with the logit 2 lower; the estimate
     starts close to the source's."""
-    torch.manual_seed(3)
-    small = dict(channels=8, dilations_t=(1, 2), dilations_k=(1, 1), line_gain=False)
-    src = HarmonicEnvelopeNet(**small).eval()
-    with torch.no_grad():
-        src.out.weight.normal_(0, 0.3)
-        src.out.bias.normal_(0, 0.5)
-    dst = HarmonicEnvelopeNet(**small, pool_widths=(3, 5, 11, 21, 41, 81, 161)).eval()
+    src = _small_net_with_random_outputs(seed=3)
+    dst = HarmonicEnvelopeNet(**_SMALL, pool_widths=(3, 5, 11, 21, 41, 81, 161)).eval()
     dst.inherit(src)
     for key, value in src.state_dict().items():
         if not key.startswith("out."):
@@ -469,13 +477,8 @@ def test_common_envelope_candidate_is_blended_per_line_and_frame() -> None:
     """``common_widths`` adds one output (the blend); fine-tuning into it starts from an even blend and
     keeps everything else. Blend logit far down: exactly the source model; far up: the common fit alone,
     which differs; a model that already has the blend passes it on."""
-    torch.manual_seed(4)
-    small = dict(channels=8, dilations_t=(1, 2), dilations_k=(1, 1), line_gain=False)
-    src = HarmonicEnvelopeNet(**small).eval()
-    with torch.no_grad():
-        src.out.weight.normal_(0, 0.3)
-        src.out.bias.normal_(0, 0.5)
-    dst = HarmonicEnvelopeNet(**small, common_widths=(81, 5)).eval()
+    src = _small_net_with_random_outputs(seed=4)
+    dst = HarmonicEnvelopeNet(**_SMALL, common_widths=(81, 5)).eval()
     dst.inherit(src)
     assert dst.out.weight.shape[0] == src.out.weight.shape[0] + 1
     assert not dst.out.weight[-1].any() and not dst.out.bias[-1].any()
@@ -494,6 +497,6 @@ def test_common_envelope_candidate_is_blended_per_line_and_frame() -> None:
     assert np.max(np.abs(off - ref)) <= 1e-6 * np.max(np.abs(ref))
     assert _sdr(on, ref) < 40.0
     assert _sdr(x[0].numpy() - on, prog) > 15.0
-    again = HarmonicEnvelopeNet(**small, common_widths=(81, 5)).eval()
+    again = HarmonicEnvelopeNet(**_SMALL, common_widths=(81, 5)).eval()
     again.inherit(dst)
     assert torch.equal(again.out.weight, dst.out.weight) and torch.equal(again.out.bias, dst.out.bias)
