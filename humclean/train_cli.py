@@ -68,6 +68,13 @@ def _arch_args(arch: str, base_channels: int, arch_args_json: str | None) -> dic
     help="seed: magnitude+waveform L1 (unet-seed-v1); sdr: negative SDR of the clean estimate (sdr-v1).",
 )
 @click.option(
+    "--hum-recipe",
+    default="hum-v1",
+    show_default=True,
+    type=click.Choice(["hum-v1", "hum-v2"]),  # literal: start-up does not import training (a test checks it)
+    help="Synthetic hum to train on. hum-v2: as hum-v1, and on half the hums each line also swells on its own.",
+)
+@click.option(
     "--init",
     "init_model",
     default=None,
@@ -113,6 +120,7 @@ def train(
     base_channels: int,
     arch_args_json: str | None,
     loss: str,
+    hum_recipe: str,
     init_model: str | None,
     epochs: int,
     batch: int,
@@ -173,6 +181,7 @@ def train(
             batch=batch,
             lr=lr,
             crop_seconds=crop_seconds,
+            hum_recipe=hum_recipe,
             seed=seed,
             device=device,
             resume=resume,

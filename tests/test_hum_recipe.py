@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from humclean.training.hum import RECIPE_VERSION, mix, render, sample_params
+from humclean.training.hum import RECIPE_VERSION, RECIPES, HumParams, mix, render, sample_params
 
 
 def test_seed_reproduces_the_hum() -> None:
@@ -50,3 +50,52 @@ def test_mix_hits_the_snr(snr: float) -> None:
     noisy, scaled = mix(clean, hum, snr)
     np.testing.assert_allclose(noisy - clean, scaled)
     assert 10 * np.log10(np.mean(clean**2) / np.mean(scaled**2)) == pytest.approx(snr, abs=1e-9)
+
+
+def test_hum_v1_draws_what_it_drew_before_hum_v2_existed() -> None:
+    """The evaluation's hum must not change: hum-v1 takes exactly the random numbers it always took (the next
+    number from the generator is the one recorded with the code before the recipe option)."""
+    rng = np.random.default_rng(8)
+    p = sample_params(rng, 16000)
+    assert (p.harmonics, p.am_depth, p.recipe, p.extra) == (14, 0.03844337341125881, "hum-v1", {})
+    assert rng.random() == 0.46017930748995783
+
+
+def test_hum_v2_gives_half_the_hums_swells_of_their_own() -> None:
+    draws = [sample_params(np.random.default_rng(seed), 16000, recipe="hum-v2") for seed in range(400)]
+    own = [p for p in draws if p.extra]
+    assert all(p.recipe == "hum-v2" for p in draws)
+    assert 160 <= len(own) <= 240  # a half, give or take 4 standard deviations
+    assert 0.3 * len(own) <= sum(p.am_depth == 0.0 for p in own) <= 0.7 * len(own)  # half without a shared swell
+    for p in own:
+        assert len(p.extra["line_am_depth"]) == p.harmonics
+        assert all(0.0 <= d <= 0.4 for d in p.extra["line_am_depth"])
+        assert all(0.05 <= f <= 0.5 for f in p.extra["line_am_hz"])
+    with pytest.raises(ValueError, match="hum-v1, hum-v2"):
+        sample_params(np.random.default_rng(0), 16000, recipe="hum-v9")
+    assert RECIPES == ("hum-v1", "hum-v2")
+
+
+def test_hum_v2_lines_follow_their_own_swells() -> None:
+    """Each line's envelope is its own swell (times the shared one, here off): measured by demodulating each
+    line (no drift, exact phase), within 2 % of the intended envelope, and the two lines' ratio moves."""
+    rate, n = 8000, 8000 * 10
+    t = np.arange(n) / rate
+    own = {"line_am_hz": [0.2, 0.45], "line_am_depth": [0.3, 0.4], "line_am_phase": [0.0, 1.0]}
+    p = HumParams(50, 0.0, 0.0, "falling", [1.0, 0.5], [0.3, 1.1], 0.1, 0.0, 0.0, 7, "hum-v2", own)
+    y = render(p, n, rate)
+    box = np.ones(rate // 10) / (rate // 10)  # 0.1 s: 5 periods of 50 Hz, passes the swells
+    envelopes = []
+    for k, (amp, phase) in enumerate(zip(p.amplitudes, p.phases, strict=True), start=1):
+        base = 2 * np.pi * 50 * k * t + phase
+        env = np.hypot(np.convolve(2 * y * np.cos(base), box, "same"), np.convolve(2 * y * np.sin(base), box, "same"))
+        want = amp * (
+            1
+            + own["line_am_depth"][k - 1]
+            * np.sin(2 * np.pi * own["line_am_hz"][k - 1] * t + own["line_am_phase"][k - 1])
+        )
+        mid = slice(rate, n - rate)
+        assert np.max(np.abs(env[mid] - want[mid])) < 0.02 * amp
+        envelopes.append(env[mid])
+    ratio = envelopes[1] / envelopes[0]
+    assert ratio.max() > 1.5 * ratio.min()

@@ -13,7 +13,8 @@ import torch
 from click.testing import CliRunner
 from humclean.training.data import CleanStore, HumMixDataset, MixSettings, fixed_set
 from humclean.training.export import export
-from humclean.training.train import TrainConfig, TrainEvent, train
+from humclean.training.hum import RECIPES
+from humclean.training.train import TrainConfig, TrainEvent, _check_resumable, train
 from torch.utils.data import DataLoader
 
 from humclean.errors import UsageError
@@ -164,6 +165,23 @@ def test_resume_mid_epoch_is_exact(folders: tuple[Path, Path], reference_run: Pa
 def test_resume_refuses_changed_settings(folders: tuple[Path, Path], reference_run: Path) -> None:
     with pytest.raises(UsageError, match="lr"):
         train(_config(folders, reference_run, lr=1e-3, resume=True))
+    with pytest.raises(UsageError, match="hum_recipe"):
+        train(_config(folders, reference_run, hum_recipe="hum-v2", resume=True))
+    # checkpoints written before the option existed trained on hum-v1
+    current = {**_config(folders, reference_run).to_dict()}
+    _check_resumable({k: v for k, v in current.items() if k != "hum_recipe"}, current)
+    with pytest.raises(UsageError, match="hum_recipe"):
+        _check_resumable({k: v for k, v in current.items() if k != "hum_recipe"}, {**current, "hum_recipe": "hum-v2"})
+
+
+def test_hum_recipe_reaches_the_items(folders: tuple[Path, Path]) -> None:
+    """The dataset mixes the configured recipe's hum: same crops, other hum (hum-v2 draws more numbers)."""
+    store = CleanStore(folders[0], 16000)
+    settings = MixSettings(crop_seconds=0.5, no_hum_fraction=0.0)
+    v1 = HumMixDataset(store, 16, seed=1, settings=settings)
+    v2 = HumMixDataset(store, 16, seed=1, settings=replace(settings, hum_recipe="hum-v2"))
+    assert all(torch.equal(v1[i][1], v2[i][1]) for i in range(16))
+    assert sum(not torch.equal(v1[i][0], v2[i][0]) for i in range(16)) >= 12
 
 
 def test_export_gives_loadable_zoo_folder(reference_run: Path, tmp_path: Path) -> None:
@@ -187,12 +205,16 @@ def test_cli_train_and_export(folders: tuple[Path, Path], tmp_path: Path) -> Non
     out = tmp_path / "cli-run"
     args = ["--clean", str(folders[0]), "--val", str(folders[1]), "--out", str(out), "--base-channels", "4",
             "--epochs", "1", "--batch", "2", "--crop-seconds", "0.25", "--steps-per-epoch", "2",
-            "--val-items", "1", "--device", "cpu"]  # fmt: skip
+            "--val-items", "1", "--device", "cpu", "--hum-recipe", "hum-v2"]  # fmt: skip
     result = runner.invoke(train_cmd, args)
     assert result.exit_code == 0, result.output
     assert (out / "best.pt").is_file()
+    assert json.loads((out / "config.json").read_text())["hum_recipe"] == "hum-v2"
     assert runner.invoke(train_cmd, args).exit_code == 2  # exists, no --resume
     assert runner.invoke(train_cmd, args + ["--resume"]).exit_code == 0  # already finished: no-op
     result = runner.invoke(export_cmd, [str(out), "--to", str(tmp_path / "zoo" / "m"), "--name", "m"])
     assert result.exit_code == 0, result.output
-    assert read_card(tmp_path / "zoo" / "m")["arch_args"]["base_channels"] == 4
+    choices = next(p for p in train_cmd.params if p.name == "hum_recipe").type.choices  # type: ignore[attr-defined]
+    assert tuple(choices) == RECIPES  # the CLI's literal list (start-up does not import training)
+    card = read_card(tmp_path / "zoo" / "m")
+    assert card["arch_args"]["base_channels"] == 4 and card["training"]["hum_recipe"] == "hum-v2"

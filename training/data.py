@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from humclean.errors import UsageError
 
 from .dataset import clean_files
-from .hum import mix, render, sample_params
+from .hum import RECIPE_VERSION, mix, render, sample_params
 
 SAMPLE_RATE = 16000
 DEFAULT_SNRS_DB = (0.0, 5.0, 10.0, 15.0)
@@ -104,17 +104,23 @@ class MixSettings:
     crop_seconds: float = 1.0
     snrs_db: tuple[float, ...] = DEFAULT_SNRS_DB
     no_hum_fraction: float = 0.1
+    hum_recipe: str = RECIPE_VERSION
 
 
 def make_item(
-    store: CleanStore, rng: np.random.Generator, n: int, snrs_db: Sequence[float], no_hum_fraction: float
+    store: CleanStore,
+    rng: np.random.Generator,
+    n: int,
+    snrs_db: Sequence[float],
+    no_hum_fraction: float,
+    hum_recipe: str = RECIPE_VERSION,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One (noisy, clean) float32 pair of length ``n`` drawn with ``rng``."""
     clean = store.crop(rng, n)
     if rng.random() < no_hum_fraction:
         noisy = clean
     else:
-        params = sample_params(rng, store.sample_rate)
+        params = sample_params(rng, store.sample_rate, recipe=hum_recipe)
         snr = float(snrs_db[int(rng.integers(0, len(snrs_db)))])
         noisy, _ = mix(clean, render(params, n, store.sample_rate), snr)
     return noisy.astype(np.float32), clean.astype(np.float32)
@@ -149,12 +155,18 @@ class HumMixDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        noisy, clean = make_item(self.store, rng, self.n, self.settings.snrs_db, self.settings.no_hum_fraction)
+        s = self.settings
+        noisy, clean = make_item(self.store, rng, self.n, s.snrs_db, s.no_hum_fraction, s.hum_recipe)
         return torch.from_numpy(noisy), torch.from_numpy(clean)
 
 
 def fixed_set(
-    store: CleanStore, items: int, seconds: float, seed: int, snrs_db: Sequence[float] = DEFAULT_SNRS_DB
+    store: CleanStore,
+    items: int,
+    seconds: float,
+    seed: int,
+    snrs_db: Sequence[float] = DEFAULT_SNRS_DB,
+    hum_recipe: str = RECIPE_VERSION,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A deterministic validation set: ``items`` crops of ``seconds``, all with hum, SNRs in turn.
 
@@ -166,7 +178,7 @@ def fixed_set(
     for i in range(items):
         rng = np.random.default_rng([seed, _VAL_SALT, i])
         c = store.crop(rng, n)
-        params = sample_params(rng, store.sample_rate)
+        params = sample_params(rng, store.sample_rate, recipe=hum_recipe)
         x, _ = mix(c, render(params, n, store.sample_rate), float(snrs_db[i % len(snrs_db)]))
         noisy[i], clean[i] = x, c
     return torch.from_numpy(noisy), torch.from_numpy(clean)

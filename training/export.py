@@ -78,7 +78,7 @@ def export(
         "training": {
             "clean_data": config.get("clean_dir"),
             "val_data": config.get("val_dir"),
-            "hum_recipe": RECIPE_VERSION,
+            "hum_recipe": config.get("hum_recipe", RECIPE_VERSION),
             "train_recipe": config.get("train_recipe", TRAIN_RECIPE),
             "epochs_planned": config.get("epochs"),
             "epochs_done": epochs_done,

@@ -5,17 +5,25 @@ a fifth of recordings, a constant offset of up to 1 Hz (as on tape transfers at 
 1 to 40 harmonics below Nyquist with one of three amplitude shapes (falling, odd-heavy buzz,
 sparse); random phases; a slowly varying amplitude (0.05 to 0.5 Hz, up to +-40 %). Every random
 choice is drawn from the generator handed in, so a seed reproduces the hum exactly.
+
+Recipe ``hum-v2`` (for training only; evaluation stays on hum-v1): hum-v1, and on half of the hums every line
+also swells on its own, with or without the shared swell, so a model cannot take for granted that all lines
+rise and fall together.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 RECIPE_VERSION = "hum-v1"
+# Training-only variant: as hum-v1, and on half of the hums every line also swells on its own (0.05 to 0.5 Hz,
+# up to +-40 %); on half of those there is no shared swell at all. Its extra draws come after all of hum-v1's, so
+# hum-v1 draws stay as they were.
+RECIPES = (RECIPE_VERSION, "hum-v2")
 SHAPES = ("falling", "buzz", "sparse")
 # Evaluation-only shape, drawn only when pinned (so hum-v1's random draws stay as they were): a strong
 # fundamental with harmonics 30 to 50 dB below it, as on many real transfers.
@@ -57,8 +65,11 @@ def sample_params(
     mains_hz: int | None = None,
     harmonics: int | None = None,
     shape: str | None = None,
+    recipe: str = RECIPE_VERSION,
 ) -> HumParams:
     """Draw a hum; ``mains_hz``, ``harmonics`` and ``shape`` may be pinned (benchmark conditions)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown hum recipe {recipe!r} (known: {', '.join(RECIPES)})")
     mains = int(mains_hz or rng.choice([50, 60]))
     offset = float(rng.uniform(-1.0, 1.0)) if rng.random() < 0.2 else 0.0
     f0 = mains + offset
@@ -80,7 +91,7 @@ def sample_params(
         amps = idx ** -rng.uniform(0.3, 1.5) * (rng.random(k) < 0.4)
         amps[0] = max(amps[0], rng.uniform(0.3, 1.0))
     amps = amps * rng.uniform(0.5, 1.5, k) * (idx * f0 < sample_rate / 2 - 100)
-    return HumParams(
+    params = HumParams(
         mains_hz=mains,
         offset_hz=offset,
         drift_hz=float(rng.uniform(0.02, 0.1)),
@@ -92,6 +103,15 @@ def sample_params(
         am_phase=float(rng.uniform(0, 2 * np.pi)),
         drift_seed=int(rng.integers(0, 2**31)),
     )
+    if recipe == RECIPE_VERSION or rng.random() < 0.5:
+        return replace(params, recipe=recipe)
+    own = {
+        "line_am_hz": [float(v) for v in rng.uniform(0.05, 0.5, k)],
+        "line_am_depth": [float(v) for v in rng.uniform(0.0, 0.4, k)],
+        "line_am_phase": [float(v) for v in rng.uniform(0, 2 * np.pi, k)],
+    }
+    shared = params.am_depth if rng.random() < 0.5 else 0.0
+    return replace(params, recipe=recipe, am_depth=shared, extra=own)
 
 
 def _drift(n: int, sample_rate: int, scale_hz: float, seed: int) -> np.ndarray:
@@ -111,9 +131,14 @@ def render(params: HumParams, n: int, sample_rate: int) -> np.ndarray:
     phase = 2 * np.pi * np.cumsum(inst_f0) / sample_rate
     t = np.arange(n) / sample_rate
     y = np.zeros(n)
+    own = params.extra.get("line_am_depth")
     for k, (a, p) in enumerate(zip(params.amplitudes, params.phases, strict=True), start=1):
         if a:
-            y += a * np.cos(k * phase + p)
+            line = a * np.cos(k * phase + p)
+            if own is not None:  # hum-v2: this line's own swell
+                hz, ph = params.extra["line_am_hz"][k - 1], params.extra["line_am_phase"][k - 1]
+                line *= 1 + own[k - 1] * np.sin(2 * np.pi * hz * t + ph)
+            y += line
     y *= 1 + params.am_depth * np.sin(2 * np.pi * params.am_hz * t + params.am_phase)
     return y
 

@@ -45,6 +45,7 @@ from humclean.models.registry import build
 from humclean.models.torch_estimator import resolve_device
 
 from .data import CleanStore, HumMixDataset, MixSettings, fixed_set, model_rate
+from .hum import RECIPE_VERSION, RECIPES
 
 TRAIN_RECIPE = "unet-seed-v1"
 # loss name -> recipe name written into config.json and the card
@@ -75,6 +76,7 @@ class TrainConfig:
     crop_seconds: float = 1.0
     snrs_db: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0)
     no_hum_fraction: float = 0.1
+    hum_recipe: str = RECIPE_VERSION  # hum-v2: lines also swell on their own (see training.hum)
     seed: int = 0
     device: str = "auto"
     resume: bool = False
@@ -105,6 +107,8 @@ class TrainConfig:
             raise UsageError("steps_per_epoch must be >= 1")
         if not self.snrs_db or not 0.0 <= self.no_hum_fraction <= 1.0:
             raise UsageError("need at least one SNR and 0 <= no_hum_fraction <= 1")
+        if self.hum_recipe not in RECIPES:
+            raise UsageError(f"unknown hum recipe {self.hum_recipe!r} (known: {', '.join(RECIPES)})")
         if self.val_items < 0 or self.val_seconds <= 0 or self.workers < 0:
             raise UsageError("need val_items >= 0, val_seconds > 0 and workers >= 0")
         if self.loss not in LOSS_RECIPES:
@@ -254,6 +258,7 @@ def init_from(model: nn.Module, spec: str, arch: str) -> str:
 
 
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    saved = {"hum_recipe": RECIPE_VERSION, **saved}  # checkpoints from before the option trained on hum-v1
     diff = sorted(
         k for k in set(saved) | set(current) if k not in _RESUMABLE_CHANGES and saved.get(k) != current.get(k)
     )
@@ -386,14 +391,15 @@ def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = N
     else:
         steps_per_epoch = cfg.steps_per_epoch or max(1, int(store.seconds / cfg.crop_seconds / cfg.batch))
     total_steps = steps_per_epoch * cfg.epochs
-    settings = MixSettings(cfg.crop_seconds, cfg.snrs_db, cfg.no_hum_fraction)
+    settings = MixSettings(cfg.crop_seconds, cfg.snrs_db, cfg.no_hum_fraction, cfg.hum_recipe)
     dataset = HumMixDataset(store, steps_per_epoch * cfg.batch, cfg.seed, settings)
 
     val: tuple[torch.Tensor, torch.Tensor] | None = None
     val_input_si_sdr = math.nan
     if cfg.val_dir is not None and cfg.val_items > 0:
         emit(TrainEvent("info", message=f"building {cfg.val_items} validation crops from {cfg.val_dir}"))
-        val = fixed_set(CleanStore(Path(cfg.val_dir), rate), cfg.val_items, cfg.val_seconds, cfg.seed, cfg.snrs_db)
+        val_store = CleanStore(Path(cfg.val_dir), rate)
+        val = fixed_set(val_store, cfg.val_items, cfg.val_seconds, cfg.seed, cfg.snrs_db, cfg.hum_recipe)
         val_input_si_sdr = float(si_sdr_db(val[0], val[1]).mean())
         emit(TrainEvent("info", message=f"validation input (noisy) SI-SDR {val_input_si_sdr:.2f} dB"))
 
