@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,24 +31,16 @@ VAL = ROOT.parent / "shared" / "corpus" / "val"
 SNRS_DB = (0.0, 5.0, 10.0, 15.0)
 
 
-def own_swells(
-    params: HumParams, n: int, rate: int, rng: np.random.Generator, depth: float, shared: bool
-) -> np.ndarray:
-    """``params``' hum with every line scaled by its own swell (0.05-0.5 Hz, up to ``depth``); with ``shared``,
-    the recipe's common swell on top. Same fundamental track as :func:`render`."""
-    lines = HumParams(**{**params.to_dict(), "am_depth": 0.0, "amplitudes": [0.0] * params.harmonics})
-    t = np.arange(n) / rate
-    y = np.zeros(n)
-    for k, amp in enumerate(params.amplitudes):
-        if not amp:
-            continue
-        one = [0.0] * params.harmonics
-        one[k] = amp
-        swell = 1 + rng.uniform(0, depth) * np.sin(2 * np.pi * rng.uniform(0.05, 0.5) * t + rng.uniform(0, 2 * np.pi))
-        y += swell * render(HumParams(**{**lines.to_dict(), "amplitudes": one}), n, rate)
-    if shared:
-        y *= 1 + params.am_depth * np.sin(2 * np.pi * params.am_hz * t + params.am_phase)
-    return y
+def own_swells(params: HumParams, rng: np.random.Generator, depth: float, shared: bool) -> HumParams:
+    """``params`` with every line given its own swell (0.05-0.5 Hz, up to ``depth``; rendered as recipe hum-v2
+    renders them); without ``shared``, no common swell."""
+    k = params.harmonics
+    own = {
+        "line_am_hz": [float(v) for v in rng.uniform(0.05, 0.5, k)],
+        "line_am_depth": [float(v) for v in rng.uniform(0.0, depth, k)],
+        "line_am_phase": [float(v) for v in rng.uniform(0, 2 * np.pi, k)],
+    }
+    return replace(params, extra=own, am_depth=params.am_depth if shared else 0.0)
 
 
 def main() -> None:
@@ -72,12 +65,13 @@ def main() -> None:
         clean = store.crop(rng, n)
         params = sample_params(rng, rate)
         snr = SNRS_DB[i % len(SNRS_DB)]
-        hums = (
-            render(params, n, rate),
-            own_swells(params, n, rate, np.random.default_rng([args.seed, i, 1]), args.depth, False),
-            own_swells(params, n, rate, np.random.default_rng([args.seed, i, 2]), 0.1, True),
-            own_swells(params, n, rate, np.random.default_rng([args.seed, i, 2]), 0.1, False),
+        variants = (
+            params,
+            own_swells(params, np.random.default_rng([args.seed, i, 1]), args.depth, False),
+            own_swells(params, np.random.default_rng([args.seed, i, 2]), 0.1, True),
+            own_swells(params, np.random.default_rng([args.seed, i, 2]), 0.1, False),
         )
+        hums = [render(p, n, rate) for p in variants]
         for kind, hum in zip(kinds, hums, strict=True):
             noisy, _ = mix(clean, hum, snr)
             sets[kind].append((noisy, clean))

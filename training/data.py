@@ -2,7 +2,7 @@
 
 All clean audio of a folder is held in RAM as int16 with one scale per file (about 350 MB for the
 183-minute training split at 16 kHz). Item ``i`` of epoch ``e`` is a pure function of
-``(seed, e, i)``: its crop, hum (recipe ``hum-v1`` from :mod:`.hum`) and SNR come from a generator
+``(seed, e, i)``: its crop, hum (recipe ``hum-v1``, or ``hum-v2``, from :mod:`.hum`) and SNR come from a generator
 seeded with exactly those numbers, so the data are the same with any number of DataLoader workers,
 in any order, and after a resume in the middle of an epoch, while every epoch draws new hum.
 """

@@ -67,7 +67,7 @@ def sample_params(
     shape: str | None = None,
     recipe: str = RECIPE_VERSION,
 ) -> HumParams:
-    """Draw a hum; ``mains_hz``, ``harmonics`` and ``shape`` may be pinned (benchmark conditions)."""
+    """Draw a hum of ``recipe``; ``mains_hz``, ``harmonics`` and ``shape`` may be pinned (benchmark conditions)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown hum recipe {recipe!r} (known: {', '.join(RECIPES)})")
     mains = int(mains_hz or rng.choice([50, 60]))
