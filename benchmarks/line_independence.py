@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from humclean.training.data import CleanStore  # noqa: E402
-from humclean.training.hum import HumParams, mix, render, sample_params  # noqa: E402
+from humclean.training.hum import HumParams, mix, own_swells, render, sample_params  # noqa: E402
 
 from humclean import zoo  # noqa: E402
 from humclean.metrics import si_sdr  # noqa: E402
@@ -31,16 +31,11 @@ VAL = ROOT.parent / "shared" / "corpus" / "val"
 SNRS_DB = (0.0, 5.0, 10.0, 15.0)
 
 
-def own_swells(params: HumParams, rng: np.random.Generator, depth: float, shared: bool) -> HumParams:
-    """``params`` with every line given its own swell (0.05-0.5 Hz, up to ``depth``; rendered as recipe hum-v2
-    renders them); without ``shared``, no common swell."""
-    k = params.harmonics
-    own = {
-        "line_am_hz": [float(v) for v in rng.uniform(0.05, 0.5, k)],
-        "line_am_depth": [float(v) for v in rng.uniform(0.0, depth, k)],
-        "line_am_phase": [float(v) for v in rng.uniform(0, 2 * np.pi, k)],
-    }
-    return replace(params, extra=own, am_depth=params.am_depth if shared else 0.0)
+def with_own_swells(params: HumParams, rng: np.random.Generator, depth: float, shared: bool) -> HumParams:
+    """``params`` with every line given its own swell (up to ``depth``, as recipe hum-v2 draws and renders
+    them); without ``shared``, no common swell."""
+    extra = own_swells(rng, params.harmonics, depth)
+    return replace(params, extra=extra, am_depth=params.am_depth if shared else 0.0)
 
 
 def main() -> None:
@@ -52,11 +47,10 @@ def main() -> None:
     args = ap.parse_args()
     names = args.models.split(",")
     models = {name: zoo.load(name, "cpu") for name in names}
-    rates = {m.card.sample_rate for m in models.values()} | {m.card.chunk_samples for m in models.values()}
-    if len(rates) != 2:
+    shapes = {(m.card.sample_rate, m.card.chunk_samples) for m in models.values()}
+    if len(shapes) != 1:
         raise SystemExit("models must share one rate and chunk length (crops are one chunk)")
-    card = next(iter(models.values())).card
-    rate, n = card.sample_rate, card.chunk_samples
+    ((rate, n),) = shapes
     store = CleanStore(VAL, rate)
     rng = np.random.default_rng(args.seed)
     kinds = ("shared (hum-v1)", f"own <= {args.depth:.0%}", "shared + own <= 10%", "own <= 10%")
@@ -67,9 +61,9 @@ def main() -> None:
         snr = SNRS_DB[i % len(SNRS_DB)]
         variants = (
             params,
-            own_swells(params, np.random.default_rng([args.seed, i, 1]), args.depth, False),
-            own_swells(params, np.random.default_rng([args.seed, i, 2]), 0.1, True),
-            own_swells(params, np.random.default_rng([args.seed, i, 2]), 0.1, False),
+            with_own_swells(params, np.random.default_rng([args.seed, i, 1]), args.depth, False),
+            with_own_swells(params, np.random.default_rng([args.seed, i, 2]), 0.1, True),
+            with_own_swells(params, np.random.default_rng([args.seed, i, 2]), 0.1, False),
         )
         hums = [render(p, n, rate) for p in variants]
         for kind, hum in zip(kinds, hums, strict=True):
@@ -78,14 +72,11 @@ def main() -> None:
     print(f"{args.items} crops of {n / rate:g} s from {VAL} (seed {args.seed}); mean SI-SDR (dB)")
     print(f"{'hum':22s}" + "".join(f"{name:>14s}" for name in names) + f"   {names[-1]} - {names[0]}")
     for kind, items in sets.items():
-        noisy = np.stack([x for x, _ in items])
+        parts = np.array_split(np.stack([x for x, _ in items]).astype(np.float32), max(1, len(items) // 8))
         scores = []
         for est in models.values():
             hum = np.concatenate(
-                [
-                    est.estimate(part, np.zeros(len(part), np.int64), np.full(len(part), np.nan))
-                    for part in np.array_split(noisy.astype(np.float32), max(1, len(noisy) // 8))
-                ]
+                [est.estimate(part, np.zeros(len(part), np.int64), np.full(len(part), np.nan)) for part in parts]
             )
             scores.append(np.mean([si_sdr(c, x - h) for (x, c), h in zip(items, hum, strict=True)]))
         print(f"{kind:22s}" + "".join(f"{s:14.2f}" for s in scores) + f"   {scores[-1] - scores[0]:+.2f}")

@@ -20,9 +20,7 @@ from typing import Any
 import numpy as np
 
 RECIPE_VERSION = "hum-v1"
-# Training-only variant: as hum-v1, and on half of the hums every line also swells on its own (0.05 to 0.5 Hz,
-# up to +-40 %); on half of those there is no shared swell at all. Its extra draws come after all of hum-v1's, so
-# hum-v1 draws stay as they were.
+# hum-v2 (see the module docstring) draws its extra numbers after all of hum-v1's: hum-v1 draws stay as they were
 RECIPES = (RECIPE_VERSION, "hum-v2")
 SHAPES = ("falling", "buzz", "sparse")
 # Evaluation-only shape, drawn only when pinned (so hum-v1's random draws stay as they were): a strong
@@ -105,13 +103,19 @@ def sample_params(
     )
     if recipe == RECIPE_VERSION or rng.random() < 0.5:
         return replace(params, recipe=recipe)
-    own = {
-        "line_am_hz": [float(v) for v in rng.uniform(0.05, 0.5, k)],
-        "line_am_depth": [float(v) for v in rng.uniform(0.0, 0.4, k)],
-        "line_am_phase": [float(v) for v in rng.uniform(0, 2 * np.pi, k)],
-    }
+    own = own_swells(rng, k, 0.4)
     shared = params.am_depth if rng.random() < 0.5 else 0.0
     return replace(params, recipe=recipe, am_depth=shared, extra=own)
+
+
+def own_swells(rng: np.random.Generator, harmonics: int, depth: float) -> dict[str, Any]:
+    """A swell of its own for each of ``harmonics`` lines (0.05 to 0.5 Hz, up to ``depth``), as
+    :attr:`HumParams.extra` entries that :func:`render` applies (recipe hum-v2)."""
+    return {
+        "line_am_hz": [float(v) for v in rng.uniform(0.05, 0.5, harmonics)],
+        "line_am_depth": [float(v) for v in rng.uniform(0.0, depth, harmonics)],
+        "line_am_phase": [float(v) for v in rng.uniform(0, 2 * np.pi, harmonics)],
+    }
 
 
 def _drift(n: int, sample_rate: int, scale_hz: float, seed: int) -> np.ndarray:
