@@ -219,10 +219,24 @@ def train(
 @click.option("--chunk-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--overlap-seconds", default=0.25, show_default=True, type=click.FloatRange(min=0))
 @click.option("--card", "card_json", default=None, help="Extra card entries as a JSON object.")
+@click.option(
+    "--average",
+    "average_with",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Another run of the same model (repeatable): export the mean of the runs' best weights.",
+)
 def export(
-    run_dir: Path, zoo_folder: Path, name: str, chunk_seconds: float, overlap_seconds: float, card_json: str | None
+    run_dir: Path,
+    zoo_folder: Path,
+    name: str,
+    chunk_seconds: float,
+    overlap_seconds: float,
+    card_json: str | None,
+    average_with: tuple[Path, ...],
 ) -> None:
-    """Write a training run's best weights and a model card into a zoo folder."""
+    """Write a training run's best weights (or, with --average, the mean of several runs') and a model
+    card into a zoo folder."""
     from .errors import HumcleanError
     from .training.export import export as run_export
 
@@ -230,7 +244,7 @@ def export(
         extra = json.loads(card_json) if card_json else {}
         if not isinstance(extra, dict):
             raise ValueError("--card must be a JSON object")
-        card = run_export(run_dir, zoo_folder, name, extra, chunk_seconds, overlap_seconds)
+        card = run_export(run_dir, zoo_folder, name, extra, chunk_seconds, overlap_seconds, average_with=average_with)
     except (HumcleanError, ValueError, KeyError) as exc:
         click.echo(f"humclean: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)

@@ -218,3 +218,38 @@ def test_cli_train_and_export(folders: tuple[Path, Path], tmp_path: Path) -> Non
     assert tuple(choices) == RECIPES  # the CLI's literal list (start-up does not import training)
     card = read_card(tmp_path / "zoo" / "m")
     assert card["arch_args"]["base_channels"] == 4 and card["training"]["hum_recipe"] == "hum-v2"
+
+
+def test_export_average_is_the_mean_of_the_runs_best_weights(
+    folders: tuple[Path, Path], reference_run: Path, tmp_path: Path
+) -> None:
+    """``export --average``: the zoo weights are the mean of the runs' best weights (up to float16 storage),
+    the card lists every run; a run of another model is refused with a usage error."""
+    other = tmp_path / "other"
+    train(_config(folders, other, seed=4, hum_recipe="hum-v2"), lambda ev: None)
+    runner = CliRunner()
+    res = runner.invoke(
+        export_cmd, [str(reference_run), "--to", str(tmp_path / "zoo" / "soup"), "--name", "soup",
+                     "--average", str(other)]
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    a = torch.load(reference_run / "best.pt", weights_only=True)
+    b = torch.load(other / "best.pt", weights_only=True)
+    soup = load(str(tmp_path / "zoo" / "soup"), device="cpu").module.state_dict()
+    moved = 0
+    for key, value in soup.items():
+        mean = (a[key].float() + b[key].float()) / 2
+        assert torch.allclose(value.float(), mean, rtol=2e-3, atol=1e-4), key
+        moved += int(not torch.allclose(mean, a[key].float()))
+    assert moved > 5  # the runs differ, so the mean is neither of them
+    runs = read_card(tmp_path / "zoo" / "soup")["training"]["averaged_runs"]
+    assert [r["run"] for r in runs] == [str(reference_run), str(other)]
+    assert [r["hum_recipe"] for r in runs] == ["hum-v1", "hum-v2"]
+    wider = tmp_path / "wider"
+    train(_config(folders, wider, arch_args={"base_channels": 6}, epochs=1), lambda ev: None)
+    res = runner.invoke(
+        export_cmd, [str(reference_run), "--to", str(tmp_path / "zoo" / "bad"), "--name", "bad",
+                     "--average", str(wider)]
+    )  # fmt: skip
+    assert res.exit_code == 2 and "only the same model averages" in res.output
+    assert not (tmp_path / "zoo" / "bad").exists()
