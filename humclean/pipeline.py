@@ -386,6 +386,7 @@ def _clean(
             in_flight: deque[_InFlight] = deque()
             done_through = -(1 << 62)  # last chunk start planned so far (every channel has the same plan)
             previous: dict[int, np.ndarray] = {}  # channel: hum chunks of the last finished segment
+            spare: list[np.ndarray] = []  # segment buffers free for reuse
 
             def finish(done: _InFlight) -> str:
                 return _finish_segment(ctx, done, writer, dither, (score, ref_blocks, note), progress, previous)
@@ -410,10 +411,16 @@ def _clean(
                 if options.provenance:  # hashing every sample costs about as much as decoding it
                     ctx.input_md5.update(np.ascontiguousarray(seg.core, dtype="<f8").tobytes())
                 # the segment's samples are copied out (the reader reuses its store) so that the next
-                # segment is decoded and queued while the model works on this one
-                in_flight.append(_InFlight(seg.context, seg.core_frames, seg.core.copy(), y, pending))
+                # segment is decoded and queued while the model works on this one; into a buffer a
+                # finished segment gave back (a fresh tens-of-MB array per segment costs as much in
+                # page faults as the copy itself)
+                core = spare.pop() if spare and spare[-1].shape == seg.core.shape else np.empty_like(seg.core)
+                np.copyto(core, seg.core)
+                in_flight.append(_InFlight(seg.context, seg.core_frames, core, y, pending))
                 while len(in_flight) > _LOOKAHEAD:
-                    note = finish(in_flight.popleft())
+                    done = in_flight.popleft()
+                    note = finish(done)
+                    spare.append(done.core)
             while in_flight:
                 note = finish(in_flight.popleft())
             with stage("encode"):
@@ -667,6 +674,7 @@ class Pipeline:
         opts = self.options
         try:
             src_state = Manifest.input_state(task.src)
+            digest = None if opts.dry_run else _hash_in_background(task.src)
             card = self.estimator.card
             geom = _Geometry(info.sample_rate, card.sample_rate, card.chunk_samples, card.overlap_samples,
                              opts.segment_seconds)  # fmt: skip
@@ -699,7 +707,7 @@ class Pipeline:
                 return FileRecord(**base, status=status, action=action, seconds=time.perf_counter() - t0, extra=extra)
             if not any(process):
                 copy_atomic(task.src, task.dest)
-                ident = self._finish_output(task, src_state)
+                ident = self._finish_output(task, src_state, digest)
                 if opts.provenance:
                     ident["input_audio_md5"] = ident["output_audio_md5"] = audio_md5(info)
                 score, note = _score_unchanged(ctx)
@@ -709,7 +717,7 @@ class Pipeline:
                                   seconds=time.perf_counter() - t0, **_score_fields(score),
                                   extra={**ident, **({"note": note} if note else {})})  # fmt: skip
             clipped, score, note = _clean(ctx, engine, task.dest, process, opts, self.progress)
-            ident = self._finish_output(task, src_state)
+            ident = self._finish_output(task, src_state, digest)
             if opts.provenance:
                 ident["input_audio_md5"] = ctx.input_md5.hexdigest()
                 ident["output_audio_md5"] = audio_md5(probe(task.dest))
@@ -724,15 +732,32 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop the batch
             return FileRecord(**base, status="error", error=_one_line(exc), seconds=time.perf_counter() - t0)
 
-    def _finish_output(self, task: FileTask, src_state: dict[str, int]) -> dict[str, Any]:
+    def _finish_output(self, task: FileTask, src_state: dict[str, int], digest: Future[str] | None) -> dict[str, Any]:
         if self.options.keep_mtime:
             st = os.stat(task.src)
             os.utime(task.dest, ns=(st.st_atime_ns, st.st_mtime_ns))
         return {
             "input_size": src_state["size"],
             "input_mtime_ns": src_state["mtime_ns"],
-            "input_sha256": sha256_file(task.src),
+            "input_sha256": digest.result() if digest is not None else sha256_file(task.src),
         }
+
+
+def _hash_in_background(path: Path) -> Future[str]:
+    """The sha256 of ``path`` (for the manifest), computed on a thread of its own from the moment the
+    file's work starts (hashlib releases the GIL). Read after the last segment, it was a serial pass
+    over the whole input at the end of every file: on a lone long file, the last thing a run did
+    while one core idled (0.13 s for 10 min of 48 kHz stereo 24-bit)."""
+    future: Future[str] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(sha256_file(path))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever reads the result
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="humclean-sha256", daemon=True).start()
+    return future
 
 
 def _score_fields(score: ReferenceScore | None) -> dict[str, float]:
