@@ -6,7 +6,7 @@ hum: every line with its own swell of up to ``--depth`` (no shared one), up to 1
 swell, and up to 10 % per line alone. Each model estimates whole crops (one chunk each, tracker unhinted); prints
 mean SI-SDR per hum and the difference to the first model.
 
-    python benchmarks/line_independence.py [--models harmonic-v4,harmonic-v5] [--items 96] [--seed 11]
+    python benchmarks/line_independence.py [--models harmonic-v4,harmonic-v5,harmonic-v6] [--items 96] [--seed 11]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def with_own_swells(params: HumParams, rng: np.random.Generator, depth: float, s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="harmonic-v4,harmonic-v5")
+    ap.add_argument("--models", default="harmonic-v4,harmonic-v5,harmonic-v6")
     ap.add_argument("--items", type=int, default=96)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--depth", type=float, default=0.4, help="largest swell of a line on its own")
