@@ -596,8 +596,8 @@ class Pipeline:
             return None
         t0 = time.perf_counter()
         try:
-            digest = sha256_file(task.src) if self.options.checksum else None
-            current = self.manifest.is_current(task.rel.as_posix(), task.src, task.dest, self.options_key, digest)
+            checksum = (lambda: sha256_file(task.src)) if self.options.checksum else None
+            current = self.manifest.is_current(task.rel.as_posix(), task.src, task.dest, self.options_key, checksum)
         except OSError:
             return None
         if not current:

@@ -8,6 +8,7 @@ import math
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,12 @@ class Manifest:
         st = os.stat(src)
         return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
-    def is_current(self, rel: str, src: Path, dest: Path, options_key: str, sha256: str | None = None) -> bool:
+    def is_current(
+        self, rel: str, src: Path, dest: Path, options_key: str, sha256: Callable[[], str] | None = None
+    ) -> bool:
+        """Whether ``dest`` is the output of ``src`` as it is now, made with these options. ``sha256``
+        (called only when everything cheaper agrees: it reads the whole input) also compares the
+        input's content with the recorded digest."""
         e = self.entries.get(rel)
         if e is None or e.get("options") != options_key:
             return False
@@ -171,7 +177,7 @@ class Manifest:
             return False
         if {"size": ost.st_size, "mtime_ns": ost.st_mtime_ns} != e["output"]:
             return False
-        return sha256 is None or sha256 == e.get("sha256")
+        return sha256 is None or sha256() == e.get("sha256")
 
     def record(self, rel: str, src_state: dict[str, int], sha256: str, dest: Path, options_key: str) -> None:
         ost = os.stat(dest)

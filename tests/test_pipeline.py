@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -331,3 +332,33 @@ def test_flac_application_and_cuesheet_blocks_survive(tmp_path: Path) -> None:
 
     assert blocks(g, 2) == blocks(FLAC(str(path)), 2) != []
     assert blocks(g, 5) == blocks(FLAC(str(path)), 5) != []
+
+
+def test_checksum_reads_the_input_only_when_size_and_mtime_agree(tmp_path: Path, monkeypatch) -> None:
+    """``--checksum``: new inputs are not hashed for the up-to-date check (only once, for the manifest); an
+    input edited in place with its size and mtime put back is redone, an untouched one skipped."""
+    import humclean.pipeline as pipeline_mod
+
+    rate = 16000
+    src = tmp_path / "in" / "a.wav"
+    x = noise(rate * 2, 1, 1) + HUM(np.arange(rate * 2) / rate)
+    write_audio(src, x, rate, "FLOAT")
+    hashed: list[Path] = []
+    real = pipeline_mod.sha256_file
+
+    def counting(path: Path) -> str:
+        hashed.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(pipeline_mod, "sha256_file", counting)
+
+    def status(**kw: object) -> str:
+        return _run(tmp_path / "in", tmp_path / "out", OracleEstimator(HUM), force=True, **kw)[0].status
+
+    assert status(checksum=True) == "cleaned" and hashed == [src]  # the manifest's digest only
+    assert status(checksum=True) == "skipped" and hashed == [src, src]
+    st = os.stat(src)
+    write_audio(src, x * 0.5, rate, "FLOAT")  # same size
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert status() == "skipped"
+    assert status(checksum=True) == "cleaned"
