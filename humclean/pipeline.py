@@ -705,6 +705,7 @@ class Pipeline:
                 status = "cleaned" if any(process) else "no_hum"
                 extra = {"estimated_seconds": round(est, 3)}
                 return FileRecord(**base, status=status, action=action, seconds=time.perf_counter() - t0, extra=extra)
+            assert digest is not None  # started for every run that writes
             if not any(process):
                 copy_atomic(task.src, task.dest)
                 ident = self._finish_output(task, src_state, digest)
@@ -732,14 +733,14 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop the batch
             return FileRecord(**base, status="error", error=_one_line(exc), seconds=time.perf_counter() - t0)
 
-    def _finish_output(self, task: FileTask, src_state: dict[str, int], digest: Future[str] | None) -> dict[str, Any]:
+    def _finish_output(self, task: FileTask, src_state: dict[str, int], digest: Future[str]) -> dict[str, Any]:
         if self.options.keep_mtime:
             st = os.stat(task.src)
             os.utime(task.dest, ns=(st.st_atime_ns, st.st_mtime_ns))
         return {
             "input_size": src_state["size"],
             "input_mtime_ns": src_state["mtime_ns"],
-            "input_sha256": digest.result() if digest is not None else sha256_file(task.src),
+            "input_sha256": digest.result(),
         }
 
 
