@@ -77,6 +77,7 @@ class _Segment:
     core_frames: int  # real frames in the core
     padded: np.ndarray  # [context + ceil_P(core) + context, C] float64 (or float32), zeros outside the file
     context: int  # native frames of context on each side
+    store: np.ndarray  # the array ``padded`` is a view into (see ``_segments``' ``spare``)
 
     @property
     def core(self) -> np.ndarray:
@@ -90,16 +91,29 @@ def _segments(
     context: int,
     period: int,
     dtype: type[np.floating] = np.float64,
+    spare: list[np.ndarray] | None = None,
 ) -> Iterator[_Segment]:
     """Consecutive segments of ``core_frames`` (a multiple of ``period``) with ``context`` real
     frames on each side (zeros beyond the file), in ``dtype``. The decoder's actual frame count is used.
 
-    Blocks are copied once into a store that is reused: a segment's ``padded`` is a view into it, valid
-    until the next segment is requested (appending by concatenation copied the whole window per block).
+    Blocks are copied once into a store: a segment's ``padded`` is a view into it (appending by
+    concatenation copied the whole window per block). Without ``spare`` the store is reused, so the
+    view is valid until the next segment is requested. With ``spare``, every segment gets a store of
+    its own (the next one starts with a copy of the frames both share), taken from ``spare`` when it
+    holds one (callers give back the ``store`` of segments they are done with) and kept intact, so a
+    segment can be held and modified in place while later ones are read, without copying it out.
     """
     # after a drop at most 2 context + core - 1 frames remain, then one block of <= core frames arrives;
     # the last segment's zero tail ends within 2 context + core + period
-    store = np.zeros((2 * context + 2 * core_frames + period, channels), dtype=dtype)
+    shape = (2 * context + 2 * core_frames + period, channels)
+
+    def new_store() -> np.ndarray:
+        if spare:
+            return spare.pop()
+        return np.zeros(shape, dtype=dtype)
+
+    store = new_store()
+    store[:context] = 0.0
     filled = context  # store[:filled] holds frames buf_start ...; the first context frames are zeros
     buf_start = -context
     # blocks no larger than the decoder's reads: a segment-sized block would be one more concatenated
@@ -124,10 +138,19 @@ def _segments(
         hi = seg_start + core_pad + context - buf_start
         if hi > filled:
             store[filled:hi] = 0.0
-        yield _Segment(seg_start, core, store[lo:hi], context)
+        yield _Segment(seg_start, core, store[lo:hi], context, store)
         seg_start += core_frames
         drop = seg_start - context - buf_start
-        if drop > 0:
+        if spare is not None:
+            # the next segment's store; the one just yielded now belongs to the caller
+            drop = max(drop, 0)
+            keep = max(filled - drop, 0)
+            fresh = new_store()
+            fresh[:keep] = store[drop : drop + keep]
+            store = fresh
+            filled = keep
+            buf_start += drop
+        elif drop > 0:
             keep = max(filled - drop, 0)
             store[:keep] = store[drop : drop + keep]  # numpy copies overlapping ranges correctly
             filled = keep
@@ -289,9 +312,10 @@ class _InFlight:
 
     context: int
     core_frames: int
-    core: np.ndarray  # [core_frames, C] float64, the input (a copy)
+    core: np.ndarray  # [core_frames, C] float64, the input; the output once finished (in place)
     y: np.ndarray  # [model frames, C] float32, the padded segment at the model rate
     pending: list[_ChannelHum]
+    store: np.ndarray  # what ``core`` is a view into (see ``_segments``' ``spare``)
 
 
 def _finish_segment(
@@ -380,13 +404,14 @@ def _clean(
         ):
             dither = np.asarray(process, dtype=bool)
             stage = ctx.stages
-            segments = _segments(reader, info.channels, geom.core_n, geom.context_n, geom.p_native)
+            spare: list[np.ndarray] = []  # stores of finished segments, for reuse
+            # each segment in a store of its own: it stays with the engine while the next one is read
+            segments = _segments(reader, info.channels, geom.core_n, geom.context_n, geom.p_native, spare=spare)
             cached = ctx.model_rate[::-1]  # popped in order, each freed once used
             ctx.model_rate = []
             in_flight: deque[_InFlight] = deque()
             done_through = -(1 << 62)  # last chunk start planned so far (every channel has the same plan)
             previous: dict[int, np.ndarray] = {}  # channel: hum chunks of the last finished segment
-            spare: list[np.ndarray] = []  # segment buffers free for reuse
 
             def finish(done: _InFlight) -> str:
                 return _finish_segment(ctx, done, writer, dither, (score, ref_blocks, note), progress, previous)
@@ -410,17 +435,14 @@ def _clean(
                         done_through = int(pending[-1].starts[-1])
                 if options.provenance:  # hashing every sample costs about as much as decoding it
                     ctx.input_md5.update(np.ascontiguousarray(seg.core, dtype="<f8").tobytes())
-                # the segment's samples are copied out (the reader reuses its store) so that the next
-                # segment is decoded and queued while the model works on this one; into a buffer a
-                # finished segment gave back (a fresh tens-of-MB array per segment costs as much in
-                # page faults as the copy itself)
-                core = spare.pop() if spare and spare[-1].shape == seg.core.shape else np.empty_like(seg.core)
-                np.copyto(core, seg.core)
-                in_flight.append(_InFlight(seg.context, seg.core_frames, core, y, pending))
+                # the next segment is decoded and queued while the model works on this one; its store
+                # goes back to the reader once finished (a fresh tens-of-MB array per segment costs
+                # as much in page faults as filling it)
+                in_flight.append(_InFlight(seg.context, seg.core_frames, seg.core, y, pending, seg.store))
                 while len(in_flight) > _LOOKAHEAD:
                     done = in_flight.popleft()
                     note = finish(done)
-                    spare.append(done.core)
+                    spare.append(done.store)
             while in_flight:
                 note = finish(in_flight.popleft())
             with stage("encode"):

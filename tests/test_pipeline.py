@@ -121,6 +121,38 @@ def test_segments_are_the_file_with_context_and_zeros_beyond(
         np.testing.assert_array_equal(window, padded_file[start : start + window.shape[0]])
 
 
+@pytest.mark.parametrize("frames", [5, 1000, 1001, 4567])
+@pytest.mark.parametrize(("core", "context"), [(1000, 0), (1000, 300), (500, 1200)])
+def test_segments_with_stores_of_their_own_stay_intact(tmp_path: Path, frames: int, core: int, context: int) -> None:
+    """With ``spare``, a segment's window stays valid while later ones are read, and changing it in place
+    (the pipeline subtracts the hum into it) changes no later window; stores given back are reused, so a
+    long file needs only a few of them."""
+    from humclean.audio_io import BlockReader, probe
+    from humclean.pipeline import _segments
+
+    period = 100
+    path = write_audio(tmp_path / "a.wav", noise(frames, 2, seed=frames), 8000, "FLOAT")
+    data, _ = sf.read(path, always_2d=True)
+    padded_file = np.concatenate([np.zeros((context, 2)), data, np.zeros((core + context + period, 2))])
+    spare: list[np.ndarray] = []
+    held = []
+    stores = set()
+    with BlockReader(probe(path)) as reader:
+        for seg in _segments(reader, 2, core, context, period, spare=spare):
+            stores.add(id(seg.store))
+            held.append((seg.start, seg.padded, seg.padded.copy(), seg.store))
+            if len(held) > 1:  # the one before is finished now: in place, as the pipeline does
+                start, window, expected, store = held[-2]
+                np.testing.assert_array_equal(window, expected)
+                window[:] = -1.0
+            if len(held) > 2:
+                spare.append(held[-3][3])
+    assert [h[0] for h in held] == list(range(0, frames, core))
+    for start, _, expected, _ in held:
+        np.testing.assert_array_equal(expected, padded_file[start : start + expected.shape[0]])
+    assert len(stores) <= 3
+
+
 @pytest.mark.parametrize("budget", [0, 1_000_000])
 @pytest.mark.parametrize("rate", [48000, 16000])
 def test_model_rate_cache_does_not_change_the_output(tmp_path: Path, monkeypatch, budget: int, rate: int) -> None:
