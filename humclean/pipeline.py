@@ -99,9 +99,10 @@ def _segments(
     Blocks are copied once into a store: a segment's ``padded`` is a view into it (appending by
     concatenation copied the whole window per block). Without ``spare`` the store is reused, so the
     view is valid until the next segment is requested. With ``spare``, every segment gets a store of
-    its own (the next one starts with a copy of the frames both share), taken from ``spare`` when it
-    holds one (callers give back the ``store`` of segments they are done with) and kept intact, so a
-    segment can be held and modified in place while later ones are read, without copying it out.
+    its own, taken from ``spare`` when it holds one (callers give back the ``store`` of segments they are
+    done with): a segment can be held while later ones are read, without copying it out. The frames two
+    segments share are copied into the next store when the next segment is requested, so a held segment
+    may be changed in place from then on.
     """
     # after a drop at most 2 context + core - 1 frames remain, then one block of <= core frames arrives;
     # the last segment's zero tail ends within 2 context + core + period
