@@ -278,6 +278,18 @@ class _ChannelHum:
     reused: int
     hum_start: int
     hum_len: int
+    f0_hz: float  # the hint the chunks were sent with
+
+
+def _twin(pending: list[_ChannelHum], y: np.ndarray, channel: int, f0_hz: float) -> _ChannelHum | None:
+    """An earlier channel of this segment whose chunks would be the same as ``channel``'s (the same
+    model-rate samples and mains hint), whose estimate it can share: the two channels of a mono transfer
+    stored as stereo cost one channel's model time, and come out the same."""
+    for job in pending:
+        same_hint = job.f0_hz == f0_hz or (math.isnan(job.f0_hz) and math.isnan(f0_hz))
+        if same_hint and np.array_equal(y[:, job.channel], y[:, channel]):
+            return replace(job, channel=channel)
+    return None
 
 
 def _hum_for_channel(
@@ -296,7 +308,7 @@ def _hum_for_channel(
     reused = int(np.searchsorted(starts, done_through, side="right"))
     chunks = extract_chunks(y, span_start, starts[reused:], geom.chunk)
     future = engine.submit(chunks, starts[reused:], np.full(chunks.shape[0], f0_hz))
-    return _ChannelHum(channel, future, starts, reused, hum_start, hum_len)
+    return _ChannelHum(channel, future, starts, reused, hum_start, hum_len, f0_hz)
 
 
 # frames per encoder call in the second pass (the copy baseline writes blocks of the same size)
@@ -431,7 +443,10 @@ def _clean(
                     for c, st in enumerate(ctx.channels):
                         if process[c]:
                             f0 = st.detection.f0_hz if st.detection and st.detection.f0_hz else math.nan
-                            pending.append(_hum_for_channel(seg, geom, y[:, c], engine, f0, c, done_through))
+                            job = _twin(pending, y, c, f0)
+                            if job is None:
+                                job = _hum_for_channel(seg, geom, y[:, c], engine, f0, c, done_through)
+                            pending.append(job)
                     if pending:
                         done_through = int(pending[-1].starts[-1])
                 if options.provenance:  # hashing every sample costs about as much as decoding it

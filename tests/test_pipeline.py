@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -96,6 +97,66 @@ def test_chunks_at_segment_boundaries_are_estimated_once(tmp_path: Path) -> None
     a, _ = sf.read(tmp_path / "short" / "a.wav")
     b, _ = sf.read(tmp_path / "long" / "a.wav")
     np.testing.assert_allclose(a, b, atol=2e-6)
+
+
+def test_channels_with_the_same_samples_share_one_estimate(tmp_path: Path, monkeypatch) -> None:
+    """A mono transfer stored as stereo costs one channel's model time: where both channels hold the same
+    samples, the second shares the first's chunks (the engine sees half as many), and the output is the
+    same bytes as estimating both; where they part, each has its own again. (Channels with other mains
+    hints never share: see ``_twin``.)"""
+    import humclean.pipeline as pipeline_mod
+
+    rate = 16000
+    n = int(5.5 * rate) + 7
+    # no hum: no channel gets a mains hint, so the hints agree and only the samples decide
+    mono = noise(n, 1, seed=8)
+    twin = np.stack([mono, mono], axis=1)
+    parted = twin.copy()
+    parted[int(3.5 * rate) :, 1] += noise(n - int(3.5 * rate), 1, seed=9)  # the last two segments differ
+    write_audio(tmp_path / "in" / "twin.wav", twin, rate, "PCM_24")
+    write_audio(tmp_path / "in" / "parted.wav", parted, rate, "PCM_24")
+    write_audio(tmp_path / "mono" / "mono.wav", mono, rate, "PCM_24")
+    torch.manual_seed(0)
+    est = TorchEstimator(TinyConvHum(), ModelCard("tiny", 16000, 8000, 1000), torch.device("cpu"))
+
+    def chunks_seen(src: Path, dst: Path) -> int:
+        tasks, _ = discover([src], dst)
+        # one chunk per batch: a convolution's float rounding depends on the batch's size
+        pipe = Pipeline(est, RunOptions(force=True, segment_seconds=1.0, batch_size=1))
+        assert [r.status for r in pipe.run(tasks)] == ["cleaned"] * len(tasks)
+        assert pipe.engine_stats is not None
+        return pipe.engine_stats.chunks
+
+    shared = chunks_seen(tmp_path / "in", tmp_path / "shared")
+    mono_chunks = chunks_seen(tmp_path / "mono", tmp_path / "mono-out")
+    monkeypatch.setattr(pipeline_mod, "_twin", lambda *args: None)
+    separate = chunks_seen(tmp_path / "in", tmp_path / "separate")
+    assert separate == 4 * mono_chunks
+    assert mono_chunks < shared - mono_chunks < 2 * mono_chunks  # twin.wav: one channel's; parted.wav: more
+    for name in ("twin.wav", "parted.wav"):
+        assert (tmp_path / "shared" / name).read_bytes() == (tmp_path / "separate" / name).read_bytes()
+    out, _ = sf.read(tmp_path / "shared" / "twin.wav", dtype="int32")
+    np.testing.assert_array_equal(out[:, 0], out[:, 1])
+    alone, _ = sf.read(tmp_path / "mono-out" / "mono.wav", dtype="int32")
+    np.testing.assert_array_equal(out[:, 0], alone)
+
+
+def test_a_twin_needs_the_same_samples_and_the_same_mains_hint() -> None:
+    from concurrent.futures import Future
+
+    from humclean.pipeline import _ChannelHum, _twin
+
+    y = np.zeros((100, 3), dtype=np.float32)
+    y[:, 0] = y[:, 1] = np.linspace(-1, 1, 100)
+    y[:, 2] = y[:, 0]
+    y[50, 2] += 1e-6
+    job = _ChannelHum(0, Future(), np.arange(3), 0, 0, 100, 50.0)
+    got = _twin([job], y, 1, 50.0)
+    assert got is not None and got.channel == 1 and got.future is job.future
+    assert _twin([job], y, 1, 60.0) is None  # another hint: another estimate
+    assert _twin([job], y, 2, 50.0) is None  # one sample apart
+    unhinted = _ChannelHum(0, Future(), np.arange(3), 0, 0, 100, math.nan)
+    assert _twin([unhinted], y, 1, math.nan) is not None
 
 
 @pytest.mark.parametrize("frames", [5, 999, 1000, 1001, 3000, 4567])
