@@ -65,6 +65,14 @@ _THREADS = click.option(
     help="Torch CPU threads per model call (0: 1 per call, 1 call per core, each in a worker process on Linux).",
 )
 
+_OVERLAP = click.option(
+    "--overlap",
+    "overlap_seconds",
+    type=click.FloatRange(0.0),
+    help="Seconds neighbouring model chunks overlap [default: the model card's, 1 s for the default]. Overlapping "
+    "estimates are averaged: a little better, proportionally slower (2 s: +0.07 dB, 17 % more model time).",
+)
+
 
 @main.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -84,6 +92,7 @@ _THREADS = click.option(
     "--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256), help="Files decoded/encoded in parallel."
 )
 @_THREADS
+@_OVERLAP
 @click.option("--include", multiple=True, help="Glob of files to take (repeatable; default: common audio extensions).")
 @click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Probe and detect only; write no audio, report what would happen.")
@@ -139,6 +148,7 @@ def run(
     batch_size: int,
     jobs: int,
     threads: int,
+    overlap_seconds: float | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     dry_run: bool,
@@ -180,6 +190,7 @@ def run(
 
     try:
         estimator = zoo.load(model, device)
+        RunOptions(overlap_seconds=overlap_seconds).card_for(estimator.card)
     except (HumcleanError, ValueError) as exc:
         _usage(str(exc))
 
@@ -242,7 +253,7 @@ def run(
         dry_run=dry_run, force=force, overwrite=overwrite, checksum=checksum, jobs=jobs,
         batch_size=settings.batch_size, model_workers=settings.model_workers, model_processes=settings.model_processes,
         segment_seconds=segment_seconds, reference_root=reference, format_override=format_override,
-        keep_mtime=keep_mtime, provenance=provenance_path is not None and not dry_run,
+        keep_mtime=keep_mtime, provenance=provenance_path is not None and not dry_run, overlap_seconds=overlap_seconds,
     )  # fmt: skip
     pipeline = Pipeline(estimator, options, manifest, on_record, progress)
     try:
@@ -446,6 +457,7 @@ def dataset_bass(out_dir: Path, count: int, seconds: float, first_seed: int) -> 
 @_BATCH_SIZE
 @click.option("--jobs", "-j", default=2, show_default=True, type=click.IntRange(1, 256))
 @_THREADS
+@_OVERLAP
 @click.option(
     "--spectrograms", default=3, show_default=True, type=click.IntRange(0, 50), help="Before/after PNGs beside --plot."
 )
@@ -456,8 +468,8 @@ def dataset_bass(out_dir: Path, count: int, seconds: float, first_seed: int) -> 
     help="Extra conditions beside the SNR grid (comma-separated; empty for none).",
 )
 def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, plot_path: Path | None,
-             work: Path | None, device: str, batch_size: int, jobs: int, threads: int, spectrograms: int,
-             conditions: str) -> None:  # fmt: skip
+             work: Path | None, device: str, batch_size: int, jobs: int, threads: int,
+             overlap_seconds: float | None, spectrograms: int, conditions: str) -> None:  # fmt: skip
     """Build a hum benchmark from clean audio and score every method through the pipeline."""
     import csv
 
@@ -474,9 +486,19 @@ def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, 
         check_conditions(conds)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--conditions") from None
+    if overlap_seconds is not None:  # before any work: every method's chunk must take the overlap
+        from .errors import HumcleanError
+        from .pipeline import RunOptions
+        from .training.evaluate import load_method
+
+        for name in names:
+            try:
+                RunOptions(overlap_seconds=overlap_seconds).card_for(load_method(name, "cpu").card)
+            except (HumcleanError, ValueError) as exc:
+                _usage(f"{name}: {exc}")
     rows, xrt = run_eval(clean_dir, names, snrs, seed, work, device, batch_size, jobs,
                          progress=lambda m: click.echo(f"done: {m}", err=True), conditions=conds,
-                         threads=threads)  # fmt: skip
+                         threads=threads, overlap_seconds=overlap_seconds)  # fmt: skip
     write_rows(rows, out_csv)
     table = summary_table(rows, xrt)
     summary_csv = out_csv.with_name(out_csv.stem + "-summary.csv")

@@ -34,7 +34,7 @@ from .batching import BatchEngine, EngineStats
 from .chunking import extract_chunks, overlap_add, plan_chunks
 from .detect import HumDetection, HumDetector
 from .discover import FileTask
-from .errors import DecodeError, HumcleanError
+from .errors import DecodeError, HumcleanError, UsageError
 from .forked import forked
 from .metrics import ReferenceScore
 from .models.base import HumEstimator, ModelCard
@@ -63,6 +63,19 @@ class RunOptions:
     format_override: str | None = None
     keep_mtime: bool = False
     provenance: bool = False
+    # seconds neighbouring chunks overlap instead of the model card's: overlapping estimates are averaged,
+    # so more overlap is a little better and proportionally slower (README, Results)
+    overlap_seconds: float | None = None
+
+    def card_for(self, card: ModelCard) -> ModelCard:
+        """``card`` with this run's chunk overlap; raises UsageError when it does not fit the chunk."""
+        if self.overlap_seconds is None:
+            return card
+        overlap = int(round(self.overlap_seconds * card.sample_rate))
+        if not 0 <= 2 * overlap < card.chunk_samples:
+            limit = card.chunk_samples / card.sample_rate / 2
+            raise UsageError(f"--overlap must be at least 0 and under {limit:g} s (half of {card.name}'s chunk)")
+        return replace(card, overlap_samples=overlap)
 
     def key(self, card: ModelCard) -> str:
         """Identity of the model and options that change an output (for the up-to-date manifest)."""
@@ -576,7 +589,8 @@ class Pipeline:
         self.manifest = manifest
         self.on_record = on_record
         self.progress = progress
-        self.options_key = options.key(estimator.card)
+        self.card = options.card_for(estimator.card)  # the model's card with this run's chunk overlap
+        self.options_key = options.key(self.card)
         self._lock = threading.Lock()
         self._xrt_estimate: float | None = None
         self.engine_stats: EngineStats | None = None
@@ -677,7 +691,7 @@ class Pipeline:
     def estimated_xrt(self) -> float:
         """Rough model-only speed (x real-time at the model rate), from one timed batch of noise and hum."""
         if self._xrt_estimate is None:
-            card = self.estimator.card
+            card = self.card
             batch = max(1, min(self.options.batch_size, 8))
             t = np.arange(card.chunk_samples) / card.sample_rate
             rng = np.random.default_rng(0)
@@ -713,7 +727,7 @@ class Pipeline:
         try:
             src_state = Manifest.input_state(task.src)
             digest = None if opts.dry_run else _hash_in_background(task.src)
-            card = self.estimator.card
+            card = self.card
             geom = _Geometry(info.sample_rate, card.sample_rate, card.chunk_samples, card.overlap_samples,
                              opts.segment_seconds)  # fmt: skip
             ctx = _FileContext(task, info, geom, opts.reference_root)

@@ -142,6 +142,40 @@ def test_rerun_skips_then_overwrite_redoes(tmp_path: Path) -> None:
     assert _report(dst / "humclean-report.csv")["a/tape1.wav"]["status"] == "cleaned"
 
 
+def test_overlap_changes_the_estimate_and_what_counts_as_up_to_date(tmp_path: Path) -> None:
+    """``--overlap`` replaces the card's chunk overlap: another output (different averaging), and an output
+    made with another overlap is not up to date; one that does not fit the chunk is a usage error before
+    anything is written."""
+    src = tmp_path / "archive"
+    n = 48000 * 20  # a few 8 s chunks, so the overlap matters
+    clean, hum = noise(n, 1, 4, 0.05), _hum(n, 48000)
+    write_audio(src / "tape.wav", clean + hum, 48000, "PCM_24")
+    outs = {}
+    for name, extra in (("card", ()), ("wide", ("--overlap", "3"))):
+        code, out = _invoke("run", str(src), "--out", str(tmp_path / name), "--model", "default", "-q", *extra)
+        assert code == 0, out
+        assert _report(tmp_path / name / "humclean-report.csv")["tape.wav"]["status"] == "cleaned"
+        outs[name] = sf.read(tmp_path / name / "tape.wav")[0]
+    assert not np.array_equal(outs["card"], outs["wide"])  # the hum averaged over other spans
+    for out in outs.values():  # ... and removed either way
+        assert np.sqrt(np.mean((out - clean) ** 2)) < 0.05 * np.sqrt(np.mean(hum**2))
+    dst = str(tmp_path / "wide")
+    assert _invoke("run", str(src), "--out", dst, "--model", "default", "-q", "--overlap", "3")[0] == 0
+    assert _report(tmp_path / "wide" / "humclean-report.csv")["tape.wav"]["status"] == "skipped"
+    assert _invoke("run", str(src), "--out", dst, "--model", "default", "-q", "--overlap", "2")[0] == 0
+    assert _report(tmp_path / "wide" / "humclean-report.csv")["tape.wav"]["status"] == "cleaned"
+    code, out = _invoke("run", str(src), "--out", str(tmp_path / "bad"), "--model", "default", "--overlap", "4")
+    assert code == 2 and "--overlap must be" in out
+    assert not (tmp_path / "bad").exists()
+    # evaluate checks every method's chunk before it builds anything
+    csv_out = tmp_path / "eval" / "r.csv"
+    code, out = _invoke(
+        "evaluate", "--clean", str(src), "--methods", "dsp,identity", "--overlap", "3", "--out", str(csv_out)
+    )
+    assert code == 2 and "identity: --overlap must be" in out
+    assert not (tmp_path / "eval").exists()
+
+
 def test_model_folder_and_reference(tmp_path: Path) -> None:
     import torch
 

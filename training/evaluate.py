@@ -132,7 +132,8 @@ def build_benchmark(
     return meta
 
 
-def _load_method(name: str, device: str) -> HumEstimator:
+def load_method(name: str, device: str) -> HumEstimator:
+    """A method by name: ``identity`` (estimates no hum) or a zoo model (name, alias or folder)."""
     if name == "identity":
         return IdentityEstimator()
     from humclean import zoo
@@ -154,12 +155,14 @@ def evaluate(
     bass_clips: int = 12,
     bass_seconds: float = 20.0,
     threads: int = 0,
+    overlap_seconds: float | None = None,
 ) -> tuple[list[EvalRow], dict[str, float]]:
     """Run every method over the benchmark; returns per-file rows and x real-time per method.
 
     ``batch_size`` and ``threads`` (0: auto) are decided per method as ``humclean run`` decides them
     (:func:`~humclean.models.torch_estimator.run_settings`), so x real-time is that of a run; this sets
-    torch's thread count."""
+    torch's thread count. ``overlap_seconds``: every method's chunk overlap instead of its card's (as
+    ``humclean run --overlap``)."""
     import os
 
     import torch
@@ -173,7 +176,7 @@ def evaluate(
     xrt: dict[str, float] = {}
     splits = sorted({m.split("/", 1)[0] for m in meta})
     for method in methods:
-        est = _load_method(method, device)
+        est = load_method(method, device)
         settings = run_settings(est, threads, batch_size, os.cpu_count() or 1)
         torch.set_num_threads(settings.torch_threads)
         audio_s = 0.0
@@ -186,7 +189,8 @@ def evaluate(
             tasks, _ = discover([noisy], out)
             opts = RunOptions(jobs=jobs, batch_size=settings.batch_size, model_workers=settings.model_workers,
                               model_processes=settings.model_processes,
-                              reference_root=work / "bench" / split / "clean")  # fmt: skip
+                              reference_root=work / "bench" / split / "clean",
+                              overlap_seconds=overlap_seconds)  # fmt: skip
             for rec in Pipeline(est, opts).run(tasks):
                 m = meta[f"{split}/noisy/{rec.path}"]
                 audio_s += rec.duration_s if math.isfinite(rec.duration_s) else 0.0
