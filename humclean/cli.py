@@ -486,19 +486,14 @@ def evaluate(clean_dir: Path, methods: str, snr: str, seed: int, out_csv: Path, 
         check_conditions(conds)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--conditions") from None
-    if overlap_seconds is not None:  # before any work: every method's chunk must take the overlap
-        from .errors import HumcleanError
-        from .pipeline import RunOptions
-        from .training.evaluate import load_method
+    from .errors import UsageError
 
-        for name in names:
-            try:
-                RunOptions(overlap_seconds=overlap_seconds).card_for(load_method(name, "cpu").card)
-            except (HumcleanError, ValueError) as exc:
-                _usage(f"{name}: {exc}")
-    rows, xrt = run_eval(clean_dir, names, snrs, seed, work, device, batch_size, jobs,
-                         progress=lambda m: click.echo(f"done: {m}", err=True), conditions=conds,
-                         threads=threads, overlap_seconds=overlap_seconds)  # fmt: skip
+    try:
+        rows, xrt = run_eval(clean_dir, names, snrs, seed, work, device, batch_size, jobs,
+                             progress=lambda m: click.echo(f"done: {m}", err=True), conditions=conds,
+                             threads=threads, overlap_seconds=overlap_seconds)  # fmt: skip
+    except UsageError as exc:
+        _usage(str(exc))
     write_rows(rows, out_csv)
     table = summary_table(rows, xrt)
     summary_csv = out_csv.with_name(out_csv.stem + "-summary.csv")

@@ -154,21 +154,16 @@ def _segments(
             store[filled:hi] = 0.0
         yield _Segment(seg_start, core, store[lo:hi], context, store)
         seg_start += core_frames
-        drop = seg_start - context - buf_start
-        if spare is not None:
-            # the next segment's store; the one just yielded now belongs to the caller
-            drop = max(drop, 0)
-            keep = max(filled - drop, 0)
+        drop = max(seg_start - context - buf_start, 0)
+        keep = max(filled - drop, 0)
+        if spare is not None:  # the next segment's store; the one just yielded now belongs to the caller
             fresh = new_store()
             fresh[:keep] = store[drop : drop + keep]
             store = fresh
-            filled = keep
-            buf_start += drop
-        elif drop > 0:
-            keep = max(filled - drop, 0)
+        elif drop:
             store[:keep] = store[drop : drop + keep]  # numpy copies overlapping ranges correctly
-            filled = keep
-            buf_start += drop
+        filled = keep
+        buf_start += drop
 
 
 @dataclass

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from humclean.discover import discover
+from humclean.errors import UsageError
 from humclean.models.base import HumEstimator, ModelCard
 from humclean.pipeline import Pipeline, RunOptions
 
@@ -132,7 +133,7 @@ def build_benchmark(
     return meta
 
 
-def load_method(name: str, device: str) -> HumEstimator:
+def _load_method(name: str, device: str) -> HumEstimator:
     """A method by name: ``identity`` (estimates no hum) or a zoo model (name, alias or folder)."""
     if name == "identity":
         return IdentityEstimator()
@@ -162,13 +163,20 @@ def evaluate(
     ``batch_size`` and ``threads`` (0: auto) are decided per method as ``humclean run`` decides them
     (:func:`~humclean.models.torch_estimator.run_settings`), so x real-time is that of a run; this sets
     torch's thread count. ``overlap_seconds``: every method's chunk overlap instead of its card's (as
-    ``humclean run --overlap``)."""
+    ``humclean run --overlap``); one that does not fit a method's chunk raises UsageError before any work."""
     import os
 
     import torch
 
     from humclean.models.torch_estimator import run_settings
 
+    estimators = {method: _load_method(method, device) for method in methods}
+    if overlap_seconds is not None:  # before any work: every method's chunk must take the overlap
+        for method, est in estimators.items():
+            try:
+                RunOptions(overlap_seconds=overlap_seconds).card_for(est.card)
+            except UsageError as exc:
+                raise UsageError(f"{method}: {exc}") from None
     meta_path = build_benchmark(clean_dir, work / "bench", snrs, seed, conditions, bass_clips, bass_seconds)
     with open(meta_path, newline="") as f:
         meta = {r["noisy_path"]: r for r in csv.DictReader(f)}
@@ -176,7 +184,7 @@ def evaluate(
     xrt: dict[str, float] = {}
     splits = sorted({m.split("/", 1)[0] for m in meta})
     for method in methods:
-        est = load_method(method, device)
+        est = estimators[method]
         settings = run_settings(est, threads, batch_size, os.cpu_count() or 1)
         torch.set_num_threads(settings.torch_threads)
         audio_s = 0.0
