@@ -257,15 +257,7 @@ class HumDetector:
             if mains * 1.05 > self.sample_rate / 2:
                 continue
             grid = mains + np.arange(-OFFSET_RANGE_HZ, OFFSET_RANGE_HZ + step / 2, step)
-            score = self._score(straddle, grid)
-            # Allow each slot to deviate by the drift range: max-filter along the f0 grid.
-            r = int(round(DRIFT_RANGE_HZ / step))
-            padded = np.pad(score, ((0, 0), (r, r)), mode="edge")
-            windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * r + 1, axis=1)
-            total = (windows.max(axis=2) * weights[:, None]).sum(axis=0)
-            # The max-filter leaves plateaus; smoothing puts each maximum in its middle.
-            kern = np.hanning(2 * r + 3)
-            total = np.convolve(total, kern / kern.sum(), mode="same")
+            total = self._drift_total(self._score(straddle, grid), weights, step)
             # Several candidates per family: the strongest series is not always the hum
             # (a tonal piece in G has a near-harmonic series on 49 Hz; a lone hum fundamental
             # scores less than that series).
@@ -278,6 +270,11 @@ class HumDetector:
                 if len(chosen) == _CANDIDATES_PER_FAMILY:
                     break
             candidates.extend((mains, float(grid[p])) for p in chosen)
+            # ... and a lone fundamental on the flank of such a series is no peak of the series score
+            # at all: the most prominent line in the fundamental's range is one more candidate
+            lone = self._lone_fundamental(spectra, prom, weights, mains)
+            if lone is not None and all(abs(lone - grid[q]) > 2 * DRIFT_RANGE_HZ for q in chosen):
+                candidates.append((mains, lone))
         best: tuple[float, HumDetection] | None = None
         fallback_line_db = 0.0
         for mains, f0_coarse in candidates:
@@ -288,6 +285,33 @@ class HumDetector:
         if best is None:
             return HumDetection(False, None, None, 0.0, 0, float("-inf"), fallback_line_db, ())
         return best[1]
+
+    def _lone_fundamental(self, spectra: np.ndarray, prom: np.ndarray, weights: np.ndarray, mains: int) -> float | None:
+        """Frequency of the most prominent line within the tape-speed range of ``mains`` in the mean
+        spectrum (interpolated between bins), or None when nothing there stands out."""
+        lo = int(math.floor((mains - OFFSET_RANGE_HZ) / self._df))
+        hi = int(math.ceil((mains + OFFSET_RANGE_HZ) / self._df))
+        mean_prom = weights @ prom[:, lo - 1 : hi + 2]
+        p = 1 + int(np.argmax(mean_prom[1:-1]))
+        # a peak of its own, not the flank of a line outside the range (a note a semitone away)
+        if mean_prom[p] < _EVIDENCE_FLOOR_DB or mean_prom[p] < max(mean_prom[p - 1], mean_prom[p + 1]):
+            return None
+        a, b, d = np.log(weights @ spectra[:, lo + p - 2 : lo + p + 1] + 1e-30)
+        den = a - 2 * b + d
+        delta = 0.5 * (a - d) / den if den < 0 else 0.0
+        f0 = float((lo - 1 + p + np.clip(delta, -0.5, 0.5)) * self._df)
+        return f0 if abs(f0 - mains) <= OFFSET_RANGE_HZ else None
+
+    @staticmethod
+    def _drift_total(score: np.ndarray, weights: np.ndarray, step: float) -> np.ndarray:
+        """Per-slot scores ``[S, G]`` summed over slots, each slot free to stray by the drift range."""
+        r = int(round(DRIFT_RANGE_HZ / step))
+        padded = np.pad(score, ((0, 0), (r, r)), mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * r + 1, axis=1)
+        total = (windows.max(axis=2) * weights[:, None]).sum(axis=0)
+        # The max-filter leaves plateaus; smoothing puts each maximum in its middle.
+        kern = np.hanning(2 * r + 3)
+        return np.convolve(total, kern / kern.sum(), mode="same")
 
     def _track(self, straddle: np.ndarray, f0_center: float) -> tuple[np.ndarray, np.ndarray]:
         """Coarse per-slot fundamental ``[S]`` near ``f0_center`` and its score ``[S]``."""
@@ -447,7 +471,13 @@ class HumDetector:
         total = float(stats["power"][lines].sum())
         hum_db = 10 * math.log10(total / 0.5) if total > 0 else float("-inf")
         numbers = tuple(int(k) for k in ks[lines])
-        quality = float(np.clip(mean_db[lines], 0, _EVIDENCE_CAP_DB).sum())
+        # Between candidates that both pass, the steadier series wins: hum lines are there in every
+        # frame at one level, a piece's drone on its tonic comes and goes (a loud series of G notes
+        # outscores a lone hum fundamental on prominence alone)
+        steadiness = stats["presence"][lines] * np.minimum(
+            1.0, _STEADY_LEVEL_STD_DB / np.maximum(stats["level_std_db"][lines], 1e-6)
+        )
+        quality = float((np.clip(mean_db[lines], 0, _EVIDENCE_CAP_DB) * steadiness).sum())
         return HumDetection(True, mains, f0, drift, n_lines, hum_db, line_db, numbers), quality
 
     @staticmethod

@@ -82,6 +82,35 @@ def test_bass_notes_are_not_hum(corpus: Path, f_hz: float, dur_s: float, partial
         assert not r.has_hum, (path.name, f_hz, r)
 
 
+@pytest.mark.parametrize(
+    "note_s,level_range,note_rms",
+    [
+        (2.5, (0.25, 2.0), 2.0),  # the series fails the hum test; the lone line was no candidate
+        (3.0, (0.35, 1.6), 1.0),  # the series passes it too: the steadier of the two wins
+    ],
+)
+def test_lone_hum_fundamental_beside_a_tonal_series(
+    corpus: Path, note_s: float, level_range: tuple[float, float], note_rms: float
+) -> None:
+    """A piece in G repeats notes whose partials sit on multiples of G1 (49.0 Hz): a loud, near-harmonic
+    series that comes and goes. Hum at 49.76 Hz (a transfer 0.5 % slow) shows only its fundamental
+    above the music; that lone steady line is the hum, not the louder series beside it."""
+    x = _read(_files("test", "speech")[3])
+    rms = float(np.sqrt(np.mean(x**2)))
+    rng = np.random.default_rng(7)
+    y = x.copy()
+    for f_hz in (98.0, 146.83, 196.0, 293.66, 392.0, 587.33):  # G2 D3 G3 D4 G4 D5
+        for start in np.arange(0.0, x.size / 16000 - 3.0, 4.0):
+            onset = start + rng.uniform(0, 4.0 - note_s)
+            y += _note(x.size, onset, note_s, f_hz, rms * note_rms * rng.uniform(*level_range), 1)
+    t = np.arange(x.size) / 16000
+    y += 0.1 * rms * np.sin(2 * np.pi * 49.76 * t + 0.3)
+    r = detect_hum(y, 16000)
+    assert r.has_hum and r.mains_hz == 50, r
+    assert r.f0_hz is not None and abs(r.f0_hz - 49.76) < 0.05, r
+    assert r.harmonic_numbers == (1,), r
+
+
 def test_silence_short_and_empty() -> None:
     assert not detect_hum(np.zeros(16000 * 5), 16000).has_hum
     assert not detect_hum(np.zeros(0), 16000).has_hum
