@@ -14,7 +14,7 @@ from humclean.models import harmonic as harmonic_mod
 from humclean.models.harmonic import HarmonicEnvelopeNet
 from humclean.train_cli import export as export_cmd
 from humclean.train_cli import train as train_cmd
-from humclean.zoo import load, read_card
+from humclean.zoo import describe, load, read_card
 
 from .conftest import write_audio
 
@@ -344,6 +344,45 @@ def test_phase_refine_repairs_an_erring_tracker() -> None:
     assert scores["refined", "wander"] > scores["refined", "exact"] - 1.0, scores
     assert scores["plain", "wander"] < scores["plain", "exact"] - 4.0, scores
     assert abs(scores["refined", "exact"] - scores["plain", "exact"]) < 1.0, scores
+
+
+def test_phase_lock_over_the_whole_chunk_follows_a_slow_tracker_error() -> None:
+    """A tracker error that moves over seconds (0.4 rad at the fundamental, 8 rad at harmonic 20) is
+    partly taken for the lines' own movement by a lock that holds amplitudes constant over 2 s only;
+    over the whole chunk (``refine_wide=161``, harmonic-v7) the lock takes it all out of the phase."""
+    n = 8 * RATE
+    rng = np.random.default_rng(6)
+    hum = 0.1 * _hum(n, f0=50.0)
+    x = torch.tensor((0.05 * rng.standard_normal(n) + hum)[None], dtype=torch.float32)
+    t = np.arange(n) / RATE
+    true_phi = 2 * np.pi * np.cumsum(50.0 + 0.05 * np.sin(2 * np.pi * 0.1 * t)) / RATE
+    scores = {}
+    for wide in (41, 161):
+        for err_name, err in (("exact", 0.0), ("slow", 0.4 * np.sin(2 * np.pi * 0.08 * t))):
+            net = HarmonicEnvelopeNet(harmonics=20, phase_refine=True, refine_wide=wide).eval()
+            phi = torch.from_numpy(true_phi + err)[None]
+            net._phases = lambda x, f0, phi=phi: (phi, torch.ones(1, n), torch.tensor([True]))
+            with torch.inference_mode():
+                scores[wide, err_name] = _sdr(net(x, torch.tensor([50.0]))[0].numpy(), hum)
+    assert scores[161, "slow"] > scores[161, "exact"] - 0.2, scores
+    assert scores[161, "slow"] > scores[41, "slow"] + 0.3, scores
+    assert abs(scores[161, "exact"] - scores[41, "exact"]) < 0.1, scores
+
+
+def test_harmonic_v7_is_v5_with_the_chunk_wide_phase_lock() -> None:
+    v5, v7 = load("harmonic-v5", "cpu"), load("harmonic-v7", "cpu")
+    assert v5.module.refine_wide == 41 and v7.module.refine_wide == 161
+    assert describe("harmonic-v7")["sha256"] == describe("harmonic-v5")["sha256"]  # the same weights
+    seen = []
+    real = harmonic_mod.refine_phase
+    harmonic_mod.refine_phase = lambda z, m, **kw: seen.append(kw.get("wide")) or real(z, m, **kw)
+    try:
+        chunk = torch.from_numpy((0.1 * _hum(64000, f0=50.0, seed=3)).astype(np.float32))[None]
+        with torch.inference_mode():
+            v7.module(chunk, torch.tensor([50.0]))
+    finally:
+        harmonic_mod.refine_phase = real
+    assert seen == [161]
 
 
 def test_lock_phase_corrects_a_wandering_tracker_phase_for_the_canceller() -> None:

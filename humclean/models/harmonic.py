@@ -21,7 +21,9 @@ least-squares fit cannot tell the two apart). This model keeps the tracker and r
 
 With ``phase_refine`` on, step 2 is followed by a joint phase lock (:func:`.phaselock.refine_phase`):
 the tracker's phase, fitted to a few strong harmonics, errs by 0.1 to 0.2 rad under music (k times that
-at harmonic k); every line's frames together pin the common phase far better.
+at harmonic k); every line's frames together pin the common phase far better. ``refine_wide`` frames is
+how long the lock takes each line's amplitude as constant: over the whole chunk (161 frames) it pins the
+phase better than over 2 s (41, what the weights were trained with), at no cost.
 
 With ``common_widths`` set, the pooled envelopes get a second candidate: every line fitted at once as one
 gain shared by all lines times a slow amplitude per line (:func:`common_envelope`; hum's lines come from one
@@ -155,6 +157,7 @@ class HarmonicEnvelopeNet(nn.Module):
         line_gain: bool = True,
         phase_refine: bool = False,
         common_widths: tuple[int, int] | None = None,
+        refine_wide: int = 41,
     ) -> None:
         super().__init__()
         if sample_rate % frame_rate:
@@ -172,6 +175,9 @@ class HarmonicEnvelopeNet(nn.Module):
         self.pool_widths = tuple(int(w) for w in pool_widths)
         self.line_gain = bool(line_gain)
         self.phase_refine = bool(phase_refine)
+        # frames over which the phase lock takes each line's amplitude as constant (odd; 41 is 2 s, what
+        # harmonic-v5 was trained with): a longer span averages more programme out of the common phase
+        self.refine_wide = int(refine_wide) | 1
         # (line, gain) window widths of the common-envelope candidate (see ``common_envelope``), which
         # one more output blends into the pooled estimate per line and frame
         self.common_widths = None if common_widths is None else (int(common_widths[0]), int(common_widths[1]))
@@ -366,7 +372,7 @@ class HarmonicEnvelopeNet(nn.Module):
         theta = None
         if self.phase_refine:
             # a DSP step like the tracker: no gradient flows into it
-            theta = refine_phase(z.detach(), m)
+            theta = refine_phase(z.detach(), m, wide=self.refine_wide)
             z = z * k_phasor(k_col, -theta)
             w = w * k_phasor(k_col + 0.5, -theta)
         z2 = 2.0 * z  # a line Re(c e^{j k phi}) demodulates to c / 2
