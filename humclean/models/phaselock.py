@@ -153,9 +153,12 @@ def refine_phase(
     return theta
 
 
-def lock_phase(x: np.ndarray, phi: np.ndarray, valid: np.ndarray, hop: int, harmonics: int) -> np.ndarray:
+def lock_phase(
+    x: np.ndarray, phi: np.ndarray, valid: np.ndarray, hop: int, harmonics: int, wide: int = 41
+) -> np.ndarray:
     """``phi [n]`` (the tracker's phase of chunk ``x [n]``) corrected by :func:`refine_phase` over
-    ``harmonics`` lines in frames of ``hop`` samples; ``valid [n]`` is 0 on zero padding."""
+    ``harmonics`` lines in frames of ``hop`` samples (``wide``: its amplitude span in frames); ``valid [n]``
+    is 0 on zero padding."""
     n = x.shape[0]
     t = -(-n // hop) * hop
     xp = np.zeros(t, dtype=np.float32)
@@ -167,5 +170,5 @@ def lock_phase(x: np.ndarray, phi: np.ndarray, valid: np.ndarray, hop: int, harm
     with torch.no_grad():
         z, _ = analyse_lines(torch.from_numpy(xp)[None], torch.from_numpy(php)[None], frame_window(hop), harmonics)
         centres = np.minimum(np.arange(z.shape[-1]) * hop, t - 1)
-        theta = refine_phase(z, torch.from_numpy(vp[centres])[None])[0, 0].double().numpy()
+        theta = refine_phase(z, torch.from_numpy(vp[centres])[None], wide=wide)[0, 0].double().numpy()
     return phi + np.interp(np.arange(n), np.arange(theta.size) * hop, theta)
