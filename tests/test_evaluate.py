@@ -155,3 +155,24 @@ def test_evaluate_runs_each_method_as_humclean_run_would(
         torch.set_num_threads(before)
     workers = (os.cpu_count() or 1) if expect[2] == "cores" else expect[2]
     assert seen and all(s == (expect[0], expect[1], workers) for s in seen)
+
+
+def test_a_model_folder_method_writes_its_outputs_under_the_work_folder(tmp_path: Path) -> None:
+    """``--methods /path/to/model``: the outputs go to the work folder, nothing into (or out of) the model's."""
+    import shutil
+
+    from humclean import zoo
+
+    model = tmp_path / "models" / "mine"
+    shutil.copytree(zoo.zoo_dir() / zoo.aliases()["default"], model)
+    before = sorted(p.relative_to(model) for p in model.rglob("*"))
+    clean = _clean_folder(tmp_path / "clean")
+    out = tmp_path / "eval" / "results.csv"
+    res = CliRunner().invoke(main, ["evaluate", "--clean", str(clean), "--methods", str(model), "--snr", "5",
+                                    "--out", str(out), "--conditions", "", "--spectrograms", "0"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert sorted(p.relative_to(model) for p in model.rglob("*")) == before
+    outputs = list((tmp_path / "eval" / "results.work" / "out").rglob("*.wav"))
+    assert len(outputs) == 2, outputs
+    with open(out, newline="") as f:
+        assert {r["method"] for r in csv.DictReader(f)} == {str(model)}

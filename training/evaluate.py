@@ -133,6 +133,13 @@ def build_benchmark(
     return meta
 
 
+def method_out(work: Path, method: str) -> Path:
+    """Where ``method``'s outputs go under ``work``: a method given as a model folder (``/path/to/model``) gets a
+    folder named after it there, never its own path (joined as is, an absolute path would put the outputs, and
+    the clean-up before a run, inside the model's folder)."""
+    return work / "out" / method.strip("/").replace("/", "__")
+
+
 def _load_method(name: str, device: str) -> HumEstimator:
     """A method by name: ``identity`` (estimates no hum) or a zoo model (name, alias or folder)."""
     if name == "identity":
@@ -191,7 +198,7 @@ def evaluate(
         t0 = time.perf_counter()
         for split in splits:
             noisy = work / "bench" / split / "noisy"
-            out = work / "out" / method / split
+            out = method_out(work, method) / split
             if out.exists():
                 shutil.rmtree(out)
             tasks, _ = discover([noisy], out)
@@ -326,7 +333,7 @@ def plot_spectrograms(
             ("noisy input", work / "bench" / split / "noisy" / inner),
             ("clean reference", work / "bench" / split / "clean" / inner),
         ]
-        panels += [(m, work / "out" / m / split / inner) for m in methods if m != "identity"]
+        panels += [(m, method_out(work, m) / split / inner) for m in methods if m != "identity"]
         panels = [(t, p) for t, p in panels if p.is_file()]
         fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharey=True)
         for ax, (title, path) in zip(np.atleast_1d(axes), panels, strict=True):
