@@ -149,3 +149,26 @@ def test_ramps_equal_linear_interpolation_on_the_grid(n: int) -> None:
     grid = np.arange(0, n, 400)
     values = np.random.default_rng(n).standard_normal(grid.size)
     np.testing.assert_allclose(_ramps(values, 400, n), np.interp(np.arange(n), grid, values), rtol=0, atol=1e-12)
+
+
+def test_smooth_first_tracker_pass_follows_the_hum_not_the_programme() -> None:
+    """The tracker's first pass fits the phase on the low harmonics, where speech and music are loudest: with
+    a knot every 2 s (the default) its phase stays closer to the hum's own (the tracker run on the hum
+    alone) than with a knot every 0.25 s, on every clip."""
+    soxr = pytest.importorskip("soxr")
+    rng = np.random.default_rng(3)
+    errors: dict[float, list[float]] = {0.25: [], 2.0: []}
+    for kind in ("speech", "music"):
+        for i in range(3):
+            clean = soxr.resample(_clip(kind, i, 8.0), SR, 8000)
+            hum, info = synth_hum(clean.size, 8000, rng, mains_hz=50 if i % 2 else 60, profile="rich")
+            noisy, scaled = add_hum(clean, hum, 5.0)
+            ref = DspCanceller(sample_rate=8000).track(scaled, 0, info.f0_hz)[0]
+            for knot, errs in errors.items():
+                phi = DspCanceller(sample_rate=8000, first_knot_seconds=knot).track(noisy, 0, info.f0_hz)[0]
+                d = np.angle(np.exp(1j * (phi - ref)))
+                d -= np.angle(np.mean(np.exp(1j * d)))  # a constant offset is the envelopes' business
+                errs.append(float(np.sqrt(np.mean(d**2))))
+    assert all(s < r for s, r in zip(errors[2.0], errors[0.25], strict=True)), errors
+    assert np.mean(errors[2.0]) < 0.8 * np.mean(errors[0.25]), errors
+    assert DspCanceller().first_knot_seconds == 2.0

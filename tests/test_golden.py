@@ -9,7 +9,7 @@ from humclean import zoo
 
 TOLERANCE_DB = 0.5
 # Built-in methods carry no card; their golden figures are pinned here (measured with golden_si_sdr).
-BUILTIN_GOLDEN = {"dsp": 27.86, "notch": 18.06}
+BUILTIN_GOLDEN = {"dsp": 28.06, "notch": 18.06}
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_GOLDEN))

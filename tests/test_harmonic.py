@@ -385,6 +385,14 @@ def test_harmonic_v7_is_v5_with_the_chunk_wide_phase_lock() -> None:
     assert seen == [161]
 
 
+def test_harmonic_v9_is_v8_with_the_smooth_first_tracker_pass() -> None:
+    v8, v9 = load("harmonic-v8", "cpu"), load("harmonic-v9", "cpu")
+    assert describe("harmonic-v9")["sha256"] == describe("harmonic-v8")["sha256"]  # the same weights
+    assert v8.module.tracker.first_knot_seconds == 0.25 and v9.module.tracker.first_knot_seconds == 2.0
+    assert v8.module.refine_wide == v9.module.refine_wide == 161
+    assert HarmonicEnvelopeNet().tracker.first_knot_seconds == 0.25  # what the weights were trained with
+
+
 def test_lock_phase_corrects_a_wandering_tracker_phase_for_the_canceller() -> None:
     """``lock_phase`` (what ``dsp`` runs after its tracker) brings a phase that wanders by 0.1 rad back
     to the true one, on a chunk whose length is not a multiple of the frame hop and whose tail is padding."""

@@ -23,7 +23,8 @@ With ``phase_refine`` on, step 2 is followed by a joint phase lock (:func:`.phas
 the tracker's phase, fitted to a few strong harmonics, errs by 0.1 to 0.2 rad under music (k times that
 at harmonic k); every line's frames together pin the common phase far better. ``refine_wide`` frames is
 how long the lock takes each line's amplitude as constant: over the whole chunk (161 frames) it pins the
-phase better than over 2 s (41, what the weights were trained with), at no cost.
+phase better than over 2 s (41, what the weights were trained with), at no cost. ``track_knot_seconds`` is
+the tracker's first-pass knot spacing (0.25 s in training; 2 s follows the programme on the low lines less).
 
 With ``common_widths`` set, the pooled envelopes get a second candidate: every line fitted at once as one
 gain shared by all lines times a slow amplitude per line (:func:`common_envelope`; hum's lines come from one
@@ -158,6 +159,7 @@ class HarmonicEnvelopeNet(nn.Module):
         phase_refine: bool = False,
         common_widths: tuple[int, int] | None = None,
         refine_wide: int = 41,
+        track_knot_seconds: float = 0.25,
     ) -> None:
         super().__init__()
         if sample_rate % frame_rate:
@@ -166,7 +168,9 @@ class HarmonicEnvelopeNet(nn.Module):
         self.harmonics = int(harmonics)
         self.hop = self.sample_rate // int(frame_rate)
         self.baseline_frames = max(1, int(round(baseline_seconds * frame_rate))) | 1
-        self.tracker = DspCanceller(sample_rate=self.sample_rate)
+        # the tracker's first-pass knot spacing: 0.25 s is what harmonic-v1 to v8 were trained with; 2 s
+        # (the canceller's own default since) follows programme on the low lines far less
+        self.tracker = DspCanceller(sample_rate=self.sample_rate, first_knot_seconds=track_knot_seconds)
         self.register_buffer("window", frame_window(self.hop), persistent=False)
         self.inp = nn.Conv2d(7, channels, 1)
         self.blocks = nn.Sequential(
