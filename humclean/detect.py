@@ -92,6 +92,13 @@ class HumDetection:
 _NO_HUM = HumDetection(False, None, None, 0.0, 0, float("-inf"), 0.0, ())
 
 
+def _peak_offset(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Vertex of the parabola through three log powers at bins -1, 0, +1, in bins from the centre (within
+    +-0.5; 0 where the three show no maximum)."""
+    den = left - 2 * centre + right
+    return np.clip(np.where(den < 0, 0.5 * (left - right) / np.where(den < 0, den, -1.0), 0.0), -0.5, 0.5)
+
+
 class HumDetector:
     """Streaming hum detector for one channel.
 
@@ -297,9 +304,7 @@ class HumDetector:
         if mean_prom[p] < _EVIDENCE_FLOOR_DB or mean_prom[p] < max(mean_prom[p - 1], mean_prom[p + 1]):
             return None
         a, b, d = np.log(weights @ spectra[:, lo + p - 2 : lo + p + 1] + 1e-30)
-        den = a - 2 * b + d
-        delta = 0.5 * (a - d) / den if den < 0 else 0.0
-        f0 = float((lo - 1 + p + np.clip(delta, -0.5, 0.5)) * self._df)
+        f0 = float((lo - 1 + p + _peak_offset(a, b, d)) * self._df)
         return f0 if abs(f0 - mains) <= OFFSET_RANGE_HZ else None
 
     @staticmethod
@@ -346,9 +351,7 @@ class HumDetector:
         a = np.log(spectra[rows, c - 1] + 1e-30)
         b = np.log(spectra[rows, c] + 1e-30)
         d = np.log(spectra[rows, c + 1] + 1e-30)
-        denom = a - 2 * b + d
-        delta = np.where(denom < 0, 0.5 * (a - d) / np.where(denom < 0, denom, -1.0), 0.0)
-        f_k = (c + np.clip(delta, -0.5, 0.5)) * self._df / ks[None, :]
+        f_k = (c + _peak_offset(a, b, d)) * self._df / ks[None, :]
         snr = 10 ** (np.clip(prom[rows, c], 0.0, _EVIDENCE_CAP_DB) / 10) - 1.0
         ok = (prom[rows, c] >= _PRESENT_DB) & (np.abs(f_k - f_slot[:, None]) * ks[None, :] < self._df)
         w = np.where(ok, snr * ks[None, :] ** 2, 0.0)
@@ -397,9 +400,7 @@ class HumDetector:
         la = np.log(aligned[kk, c - 1] + 1e-30)
         lb = np.log(aligned[kk, c] + 1e-30)
         lc = np.log(aligned[kk, c + 1] + 1e-30)
-        den = la - 2 * lb + lc
-        delta = np.where(den < 0, 0.5 * (la - lc) / np.where(den < 0, den, -1.0), 0.0)
-        offset = (c - half) + np.clip(delta, -0.5, 0.5) - mean_frac
+        offset = (c - half) + _peak_offset(la, lb, lc) - mean_frac
         peak = aligned[kk, c]
         mean_db = 10 * np.log10(peak / base)
         power = np.maximum(aligned[:, lobe].sum(axis=1) - base * lobe.sum(), 0.0)

@@ -369,19 +369,18 @@ def test_phase_lock_over_the_whole_chunk_follows_a_slow_tracker_error() -> None:
     assert abs(scores[161, "exact"] - scores[41, "exact"]) < 0.1, scores
 
 
-def test_harmonic_v7_is_v5_with_the_chunk_wide_phase_lock() -> None:
+def test_harmonic_v7_is_v5_with_the_chunk_wide_phase_lock(monkeypatch: pytest.MonkeyPatch) -> None:
     v5, v7 = load("harmonic-v5", "cpu"), load("harmonic-v7", "cpu")
     assert v5.module.refine_wide == 41 and v7.module.refine_wide == 161
     assert describe("harmonic-v7")["sha256"] == describe("harmonic-v5")["sha256"]  # the same weights
     seen = []
     real = harmonic_mod.refine_phase
-    harmonic_mod.refine_phase = lambda z, m, **kw: seen.append(kw.get("wide")) or real(z, m, **kw)
-    try:
-        chunk = torch.from_numpy((0.1 * _hum(64000, f0=50.0, seed=3)).astype(np.float32))[None]
-        with torch.inference_mode():
-            v7.module(chunk, torch.tensor([50.0]))
-    finally:
-        harmonic_mod.refine_phase = real
+    monkeypatch.setattr(
+        harmonic_mod, "refine_phase", lambda z, m, **kw: seen.append(kw.get("wide")) or real(z, m, **kw)
+    )
+    chunk = torch.from_numpy((0.1 * _hum(64000, f0=50.0, seed=3)).astype(np.float32))[None]
+    with torch.inference_mode():
+        v7.module(chunk, torch.tensor([50.0]))
     assert seen == [161]
 
 
