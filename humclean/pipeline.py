@@ -31,7 +31,7 @@ from joblib import Parallel, delayed
 from . import __version__
 from .audio_io import AtomicWriter, AudioInfo, BlockReader, copy_atomic, probe
 from .batching import BatchEngine, EngineStats
-from .chunking import extract_chunks, overlap_add, plan_chunks
+from .chunking import drop_edge_chunks, extract_chunks, overlap_add, plan_chunks
 from .detect import HumDetection, HumDetector
 from .discover import FileTask
 from .errors import DecodeError, HumcleanError, UsageError
@@ -91,6 +91,8 @@ class _Segment:
     padded: np.ndarray  # [context + ceil_P(core) + context, C] float64 (or float32), zeros outside the file
     context: int  # native frames of context on each side
     store: np.ndarray  # the array ``padded`` is a view into (see ``_segments``' ``spare``)
+    file_end: int | None = None  # the file's frame count, once the decoder has run dry (always by the
+    # time a segment's window reaches the end: the last segments, whose plans may drop edge chunks)
 
     @property
     def core(self) -> np.ndarray:
@@ -152,7 +154,7 @@ def _segments(
         hi = seg_start + core_pad + context - buf_start
         if hi > filled:
             store[filled:hi] = 0.0
-        yield _Segment(seg_start, core, store[lo:hi], context, store)
+        yield _Segment(seg_start, core, store[lo:hi], context, store, buf_start + filled if exhausted else None)
         seg_start += core_frames
         drop = max(seg_start - context - buf_start, 0)
         keep = max(filled - drop, 0)
@@ -287,6 +289,7 @@ class _ChannelHum:
     hum_start: int
     hum_len: int
     f0_hz: float  # the hint the chunks were sent with
+    file_end: int | None = None  # the file's length at the model rate, once its last segment is planned
 
 
 def _twin(pending: list[_ChannelHum], y: np.ndarray, channel: int, f0_hz: float) -> _ChannelHum | None:
@@ -310,13 +313,17 @@ def _hum_for_channel(
     core_pad_m = geom.to_model(seg.padded.shape[0] - 2 * seg.context)
     hum_start = seg_m - geom.margin_m
     hum_len = core_pad_m + 2 * geom.margin_m
-    starts = plan_chunks(hum_start, hum_len, geom.chunk, geom.overlap)
+    # chunks holding only a cross-fade's worth of the file are left out (see ``drop_edge_chunks``): which
+    # ones depends on the chunk and the file's end alone, and every segment whose plan reaches the end
+    # knows it, so the plans of consecutive segments agree
+    file_end = None if seg.file_end is None else resampled_length(seg.file_end, geom.native_rate, geom.model_rate)
+    starts = drop_edge_chunks(plan_chunks(hum_start, hum_len, geom.chunk, geom.overlap), geom.chunk, geom.overlap, file_end)
     # the grid is absolute: the chunks around a segment boundary are the same chunks for both segments
     # (about one in eight of a long file's chunks), estimated once
     reused = int(np.searchsorted(starts, done_through, side="right"))
     chunks = extract_chunks(y, span_start, starts[reused:], geom.chunk)
     future = engine.submit(chunks, starts[reused:], np.full(chunks.shape[0], f0_hz))
-    return _ChannelHum(channel, future, starts, reused, hum_start, hum_len, f0_hz)
+    return _ChannelHum(channel, future, starts, reused, hum_start, hum_len, f0_hz, file_end)
 
 
 # frames per encoder call in the second pass (the copy baseline writes blocks of the same size)
@@ -363,7 +370,7 @@ def _finish_segment(
             hum_chunks = np.concatenate([previous[c][-job.reused :], hum_chunks])
         previous[c] = hum_chunks
         with stage("overlap_add"):
-            h = overlap_add(hum_chunks, job.starts, job.hum_start, job.hum_len, geom.overlap)
+            h = overlap_add(hum_chunks, job.starts, job.hum_start, job.hum_len, geom.overlap, job.file_end)
         with stage("resample"):
             # soxr's HQ engine runs in single precision: float32 in and out gives the same
             # values as float64 at two thirds of the time
@@ -455,7 +462,7 @@ def _clean(
                             if job is None:
                                 job = _hum_for_channel(seg, geom, y[:, c], engine, f0, c, done_through)
                             pending.append(job)
-                    if pending:
+                    if pending and pending[-1].starts.size:
                         done_through = int(pending[-1].starts[-1])
                 if options.provenance:  # hashing every sample costs about as much as decoding it
                     ctx.input_md5.update(np.ascontiguousarray(seg.core, dtype="<f8").tobytes())

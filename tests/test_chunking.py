@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from humclean.chunking import chunk_weights, extract_chunks, overlap_add, plan_chunks
+from humclean.chunking import chunk_weights, drop_edge_chunks, extract_chunks, overlap_add, plan_chunks
 
 
 @pytest.mark.parametrize("length", [1, 2, 63, 64, 65, 1000, 8193, 44101])
@@ -61,3 +61,33 @@ def test_span_of_a_long_signal_matches_whole_signal() -> None:
 def test_uncovered_span_is_an_error() -> None:
     with pytest.raises(ValueError, match="covered"):
         overlap_add(np.zeros((1, 10), np.float32), np.array([0]), 0, 20, 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    span_start=st.integers(-3000, 20000),
+    span=st.integers(1, 9000),
+    file_end=st.integers(1, 30000),
+    chunk=st.integers(8, 3000),
+    overlap_frac=st.floats(0.0, 0.49),
+)
+def test_edge_chunks_dropped_and_the_file_still_covered(
+    span_start: int, span: int, file_end: int, chunk: int, overlap_frac: float
+) -> None:
+    overlap = int(chunk * overlap_frac)
+    starts = plan_chunks(span_start, span, chunk, overlap)
+    kept = drop_edge_chunks(starts, chunk, overlap, file_end)
+    # what is left out holds file samples only inside one of its ramps, before the file or beyond its end
+    for s in set(starts.tolist()) - set(kept.tolist()):
+        assert s + chunk - overlap <= 0 or s + overlap >= file_end
+    x = np.arange(span, dtype=np.float64) + span_start
+    y = overlap_add(extract_chunks(x, span_start, kept, chunk), kept, span_start, span, overlap, file_end)
+    inside = (x >= 0) & (x < file_end)
+    np.testing.assert_allclose(y[inside], x[inside], rtol=1e-12)  # every file sample still reconstructs
+
+
+def test_a_gap_inside_the_file_is_still_an_error() -> None:
+    with pytest.raises(ValueError, match="covered"):
+        overlap_add(np.zeros((1, 10), np.float32), np.array([0]), 0, 20, 2, file_end=15)
+    y = overlap_add(np.ones((1, 10), np.float32), np.array([0]), -5, 20, 2, file_end=10)
+    assert np.all(y[:5] == 0) and np.all(y[15:] == 0) and np.all(y[5:15] == 1)

@@ -455,3 +455,44 @@ def test_checksum_reads_the_input_only_when_size_and_mtime_agree(tmp_path: Path,
     os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert status() == "skipped"
     assert status(checksum=True) == "cleaned"
+
+
+class _NeedsHalfASecond(OracleEstimator):
+    """The oracle, but like the tracker-fed models it returns no hum for a chunk with less than half a
+    second of audio in it (zero padding beyond the file's edges does not count)."""
+
+    def __init__(self, hum: HarmonicHum) -> None:
+        super().__init__(hum, sample_rate=8000, chunk_samples=64000, overlap_samples=8000)
+        self.sent: list[int] = []
+
+    def estimate(self, chunks: np.ndarray, starts: np.ndarray, f0_hz: np.ndarray) -> np.ndarray:
+        out = super().estimate(chunks, starts, f0_hz)
+        for i, row in enumerate(chunks):
+            nz = np.flatnonzero(np.abs(row) > 1e-6)
+            self.sent.append(int(starts[i]))
+            if nz.size == 0 or nz[-1] - nz[0] < 4000:
+                out[i] = 0.0
+        return out
+
+
+@pytest.mark.parametrize("segment_seconds", [3.0, 60.0])
+def test_a_file_ending_inside_a_cross_fade_keeps_its_hum_estimate_to_the_end(
+    tmp_path: Path, segment_seconds: float
+) -> None:
+    # chunks of 8 s every 7 s start at 13 s: the file ends 0.3 s into that chunk's ramp-in, so the chunk
+    # before it holds all of the file's last second; cross-fading in the new chunk's empty estimate left
+    # up to 30 % of the hum in the last 0.3 s
+    rate = 16000
+    n = int(13.3 * rate)
+    clean = noise(n, 1, seed=5, level=0.02)
+    write_audio(tmp_path / "in" / "a.wav", clean + HUM(np.arange(n) / rate), rate, "FLOAT")
+    est = _NeedsHalfASecond(HUM)
+    recs = _run(tmp_path / "in", tmp_path / "out", est, force=True, segment_seconds=segment_seconds, jobs=1)
+    assert [r.status for r in recs] == ["cleaned"]
+    out, _ = sf.read(tmp_path / "out" / "a.wav")
+    err = out - clean
+    assert np.max(np.abs(err[-int(0.5 * rate) :])) < 1e-4  # as exact at the end as everywhere
+    assert np.max(np.abs(err)) < 1e-4
+    # no chunk is sent whose audio lies wholly in one of its ramps: not the one after 13 s, nor the one
+    # ending where the file begins
+    assert sorted(est.sent) == [-8000, 48000]
