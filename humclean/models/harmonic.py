@@ -31,8 +31,9 @@ gain shared by all lines times a slow amplitude per line (:func:`common_envelope
 waveform and rise and fall together), which one more output blends in per line and frame. A line buried
 under a note for seconds then follows the others' movement instead of a guess across the gap.
 
-``[B, T] -> [B, T]`` hum at ``sample_rate`` (8 kHz: the lines end below 2.5 kHz). Chunks whose tracker
-finds no mains lines get zero hum. ``T`` must be a multiple of ``sample_rate / frame_rate``.
+``[B, T] -> [B, T]`` hum at ``sample_rate`` (8 kHz by default, 6 kHz for harmonic-v11: any rate from 6 kHz
+sees every line, and they end below 2.5 kHz). Chunks whose tracker finds no mains lines get zero hum. ``T``
+must be a multiple of ``sample_rate / frame_rate``.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dsp import DspCanceller
-from .phaselock import analyse_lines, frame_window, k_phasor, refine_phase, tri_pool, unit_phasor
+from .phaselock import analyse_lines, box_mean, frame_window, k_phasor, refine_phase, tri_pool, unit_phasor
 
 _RMS_FLOOR = 1e-7
 _CPU_INFERENCE_ROWS = 4
@@ -380,14 +381,10 @@ class HarmonicEnvelopeNet(nn.Module):
             z = z * k_phasor(k_col, -theta)
             w = w * k_phasor(k_col + 0.5, -theta)
         z2 = 2.0 * z  # a line Re(c e^{j k phi}) demodulates to c / 2
-        pad = self.baseline_frames // 2
         zr = torch.view_as_real(z2).permute(0, 3, 1, 2)  # [B, 2, K, F]
 
-        def long_mean(v: torch.Tensor) -> torch.Tensor:
-            return F.avg_pool2d(F.pad(v, (pad, pad, 0, 0), mode="replicate"), (1, self.baseline_frames), stride=1)
-
         mk = m[:, None, None, :]
-        base = long_mean(zr * mk) / long_mean(mk.expand(b, 1, 1, m.shape[-1])).clamp_min(1e-6)
+        base = box_mean(zr * mk, self.baseline_frames) / box_mean(mk, self.baseline_frames).clamp_min(1e-6)
 
         def level(v: torch.Tensor) -> torch.Tensor:
             lv = torch.log(v.abs().pow(2) + 1e-8)  # [B, K, F]
