@@ -157,17 +157,18 @@ def main() -> None:
     n_files = sum(1 for p in src.rglob("*") if p.is_file())
     kind = "mixed formats" if args.mixed else "48 kHz stereo 24-bit WAV"
     print(f"archive: {audio_s / 60:.1f} min of audio in {n_files} files ({kind}); best of {args.repeat} rounds")
-    print(f"{'method':<10} {'seconds':>8} {'x RT':>7} {'vs copy':>8}   stages (s, summed over files)")
-    print(f"{'copy':<10} {copy_s:>8.1f} {audio_s / copy_s:>7.1f} {1.0:>8.2f}   rounds: {_rounds(copies)}")
+    name_w = max([10, *map(len, methods)])  # columns stay aligned for longer names (a model folder)
+    print(f"{'method':<{name_w}} {'seconds':>8} {'x RT':>7} {'vs copy':>8}   stages (s, summed over files)")
+    print(f"{'copy':<{name_w}} {copy_s:>8.1f} {audio_s / copy_s:>7.1f} {1.0:>8.2f}   rounds: {_rounds(copies)}")
     results = {}
     for method in methods:
         wall, stages, model_s = min(runs[method], key=lambda r: r[0])
         stage_txt = " ".join(f"{k}={v:.1f}" for k, v in sorted(stages.items()))
         ratio = wall / copy_s
         rounds = _rounds([r[0] for r in runs[method]])
-        print(f"{method:<10} {wall:>8.1f} {audio_s / wall:>7.1f} {ratio:>8.2f}   {stage_txt} engine={model_s:.1f}")
+        print(f"{method:<{name_w}} {wall:>8.1f} {audio_s / wall:>7.1f} {ratio:>8.2f}   {stage_txt} engine={model_s:.1f}")
         if args.repeat > 1:
-            print(f"{'':<37}rounds: {rounds}")
+            print(f"{'':<{name_w + 27}}rounds: {rounds}")
         results[method] = {
             "seconds": wall,
             "x_realtime": audio_s / wall,
