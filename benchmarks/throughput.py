@@ -166,7 +166,8 @@ def main() -> None:
         stage_txt = " ".join(f"{k}={v:.1f}" for k, v in sorted(stages.items()))
         ratio = wall / copy_s
         rounds = _rounds([r[0] for r in runs[method]])
-        print(f"{method:<{name_w}} {wall:>8.1f} {audio_s / wall:>7.1f} {ratio:>8.2f}   {stage_txt} engine={model_s:.1f}")
+        row = f"{method:<{name_w}} {wall:>8.1f} {audio_s / wall:>7.1f} {ratio:>8.2f}"
+        print(f"{row}   {stage_txt} engine={model_s:.1f}")
         if args.repeat > 1:
             print(f"{'':<{name_w + 27}}rounds: {rounds}")
         results[method] = {

@@ -317,7 +317,8 @@ def _hum_for_channel(
     # ones depends on the chunk and the file's end alone, and every segment whose plan reaches the end
     # knows it, so the plans of consecutive segments agree
     file_end = None if seg.file_end is None else resampled_length(seg.file_end, geom.native_rate, geom.model_rate)
-    starts = drop_edge_chunks(plan_chunks(hum_start, hum_len, geom.chunk, geom.overlap), geom.chunk, geom.overlap, file_end)
+    planned = plan_chunks(hum_start, hum_len, geom.chunk, geom.overlap)
+    starts = drop_edge_chunks(planned, geom.chunk, geom.overlap, file_end)
     # the grid is absolute: the chunks around a segment boundary are the same chunks for both segments
     # (about one in eight of a long file's chunks), estimated once
     reused = int(np.searchsorted(starts, done_through, side="right"))
