@@ -752,13 +752,17 @@ class Pipeline:
             levels_in = [st.detector.level_db(f0, lines) for st in ctx.channels]
             hum_in = max(levels_in) if levels_in and math.isfinite(f0) else math.nan
             base.update(f0_hz=f0, harmonics=harmonics, hum_db_in=hum_in)
+            # hum found in part of the recording only: where (the model still sees all of it)
+            where = lead.span_s if lead else None
+            span = {"hum_span_s": [round(where[0], 1), round(where[1], 1)]} if where else {}
+            clean_action = f"clean: hum {where[0]:.0f}-{where[1]:.0f} s" if where else "clean"
             if opts.dry_run:
-                action = "clean" if any(process) else "pass through: no hum"
+                action = clean_action if any(process) else "pass through: no hum"
                 est = info.duration_s * sum(process) / self.estimated_xrt()
                 if self.progress:
                     self.progress(info.duration_s / 2)
                 status = "cleaned" if any(process) else "no_hum"
-                extra = {"estimated_seconds": round(est, 3)}
+                extra = {"estimated_seconds": round(est, 3), **span}
                 return FileRecord(**base, status=status, action=action, seconds=time.perf_counter() - t0, extra=extra)
             assert digest is not None  # started for every run that writes
             if not any(process):
@@ -782,9 +786,9 @@ class Pipeline:
                 ident["note"] = note
             levels_out = [st.meter_out.level_db(f0, lines) for st in ctx.channels]
             hum_out = max(levels_out) if levels_out and math.isfinite(f0) else math.nan
-            return FileRecord(**base, status="cleaned", action="clean", hum_db_out=hum_out, clipped_samples=clipped,
-                              seconds=time.perf_counter() - t0, **_score_fields(score),
-                              extra={"channels_cleaned": sum(process), **ident})  # fmt: skip
+            return FileRecord(**base, status="cleaned", action=clean_action, hum_db_out=hum_out,
+                              clipped_samples=clipped, seconds=time.perf_counter() - t0, **_score_fields(score),
+                              extra={"channels_cleaned": sum(process), **span, **ident})  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop the batch
             return FileRecord(**base, status="error", error=_one_line(exc), seconds=time.perf_counter() - t0)
 

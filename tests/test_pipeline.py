@@ -496,3 +496,33 @@ def test_a_file_ending_inside_a_cross_fade_keeps_its_hum_estimate_to_the_end(
     # no chunk is sent whose audio lies wholly in one of its ramps: not the one after 13 s, nor the one
     # ending where the file begins
     assert sorted(est.sent) == [-8000, 48000]
+
+
+def test_hum_switched_on_part_way_is_removed_where_it_runs(tmp_path: Path) -> None:
+    """Hum from 40 s of a 90 s take on (a unit switched on): the detector finds it in that part (it used to
+    pass the take through untouched), the default model removes it there and leaves the first part all but
+    alone."""
+    from humclean import zoo
+
+    rate = 16000
+    n = rate * 90
+    t = np.arange(n) / rate
+    programme = noise(n, 1, 21, 0.05)
+    hum = HUM(t) * (t >= 40.0)
+    write_audio(tmp_path / "in" / "take.wav", programme + hum, rate, "FLOAT")
+    (rec,) = _run(tmp_path / "in", tmp_path / "out", zoo.load("default", "cpu"))
+    assert rec.status == "cleaned", rec
+    lo, hi = rec.extra["hum_span_s"]
+    assert 38.0 <= lo <= 42.0 and hi >= 88.0, rec.extra
+    assert rec.action == f"clean: hum {lo:.0f}-{hi:.0f} s"
+    (dry,) = _run(tmp_path / "in", tmp_path / "dry", zoo.load("dsp", "cpu"), dry_run=True)
+    assert dry.action == rec.action and dry.extra["hum_span_s"] == [lo, hi], "a dry run says the same"
+    out, _ = sf.read(tmp_path / "out" / "take.wav")
+    err = out - programme
+
+    def db(v: np.ndarray, ref: np.ndarray) -> float:
+        return 10 * math.log10(float(np.mean(v**2)) / float(np.mean(ref**2)))
+
+    after, before = t >= 42.0, t < 33.0  # the chunk that holds the switch aside
+    assert db(err[after], hum[after]) < -20, "hum left where it runs"
+    assert db(err[before], programme[before]) < -35, "the part without hum was changed"
