@@ -17,10 +17,10 @@ Decision (see :meth:`HumDetector.result`):
    of the series agree or a low harmonic (1..4) alone is strong. Musical notes fail stationarity
    or the series test; clean recordings have no stationary lines.
 4. Hum that is there for only part of a recording (a unit switched on or off, two transfers spliced
-   together) fails stationarity over the whole file. When no candidate passes, each candidate's longest
-   run of slots with a low line present is judged on its own by the same tests, if it lasts at least
-   ``MIN_SPAN_SECONDS``, by the same tests and one more: a low line strong and steady throughout the
-   run (held notes pass the others on parts of pieces). ``span_s`` says where.
+   together) fails stationarity over the whole file. When no candidate passes, each low line's longest
+   run (per candidate) of at least ``MIN_SPAN_SECONDS`` is judged on its own by the same tests and one
+   more: a low line strong and steady throughout the run (runs of held notes pass the others on parts
+   of pieces). ``span_s`` says where.
 
 Level definition: ``hum_db`` is the summed power of the detected lines (power above the local
 neighbourhood), in dB relative to the power of a full-scale sine (0.5), i.e. a full-scale 50 Hz
@@ -319,8 +319,8 @@ class HumDetector:
         straddle: np.ndarray,
         candidates: list[tuple[int, float]],
     ) -> tuple[float, HumDetection] | None:
-        """Step 4 of the module docstring: the best candidate judged on its longest run of slots with a low
-        line present (at least ``MIN_SPAN_SECONDS``, shorter than the recording), or None."""
+        """Step 4 of the module docstring: the best candidate judged on one of its low lines' longest runs
+        (at least ``MIN_SPAN_SECONDS``, shorter than the recording), or None."""
         seconds = counts * HOP_SECONDS  # each slot's share of the recording
         if seconds.sum() <= MIN_SPAN_SECONDS:
             return None
@@ -523,8 +523,8 @@ class HumDetector:
             )
         )
         if strict:
-            # a note held for seconds can pass the tests above on a part of a piece (1 % of the corpus'
-            # music files did); hum is a line at one level from the span's start to its end
+            # held notes can pass the tests above on part of a piece (1 % of the corpus' music files did,
+            # on 10 s parts); hum is a line at one level from the part's start to its end
             has_hum = has_hum and bool(
                 np.any(
                     lines
