@@ -752,8 +752,11 @@ class Pipeline:
             levels_in = [st.detector.level_db(f0, lines) for st in ctx.channels]
             hum_in = max(levels_in) if levels_in and math.isfinite(f0) else math.nan
             base.update(f0_hz=f0, harmonics=harmonics, hum_db_in=hum_in)
-            # hum found in part of the recording only: where (the model still sees all of it)
-            where = lead.span_s if lead else None
+            # hum found in part of the recording only (on every channel that has it): where; the model
+            # still sees all of it
+            spans = [d.span_s for d in dets if d is not None and d.has_hum]
+            parts = [p for p in spans if p is not None]
+            where = (min(p[0] for p in parts), max(p[1] for p in parts)) if parts and len(parts) == len(spans) else None
             span = {"hum_span_s": [round(where[0], 1), round(where[1], 1)]} if where else {}
             clean_action = f"clean: hum {where[0]:.0f}-{where[1]:.0f} s" if where else "clean"
             if opts.dry_run:

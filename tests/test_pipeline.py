@@ -526,3 +526,18 @@ def test_hum_switched_on_part_way_is_removed_where_it_runs(tmp_path: Path) -> No
     after, before = t >= 42.0, t < 33.0  # the chunk that holds the switch aside
     assert db(err[after], hum[after]) < -20, "hum left where it runs"
     assert db(err[before], programme[before]) < -35, "the part without hum was changed"
+
+
+def test_a_part_is_reported_only_when_no_channel_hums_throughout(tmp_path: Path) -> None:
+    """Stereo: the left channel hums from 40 s on, the right throughout; the take is not reported as hummed
+    in part (and a channel of its own, alone, would be)."""
+    rate = 8000
+    n = rate * 90
+    t = np.arange(n) / rate
+    left = noise(n, 1, 31, 0.05) + HUM(t) * (t >= 40.0)
+    right = noise(n, 1, 32, 0.05) + HUM(t)
+    write_audio(tmp_path / "in" / "both.wav", np.stack([left, right], 1), rate, "FLOAT")
+    write_audio(tmp_path / "in" / "left.wav", left, rate, "FLOAT")
+    recs = {r.path: r for r in _run(tmp_path / "in", tmp_path / "out", OracleEstimator(HUM), dry_run=True)}
+    assert recs["both.wav"].action == "clean" and "hum_span_s" not in recs["both.wav"].extra
+    assert recs["left.wav"].action.startswith("clean: hum 4"), recs["left.wav"].action
