@@ -67,8 +67,10 @@ _CANDIDATES_PER_FAMILY = 3
 _MAX_OFFSET_BINS = 0.35  # a line's peak must sit on k * f0 (equal-tempered notes do not)
 _MAX_LEVEL_STD_DB = 6.0  # hum level is steady; notes come and go
 MIN_SPAN_SECONDS = 30.0  # shortest part of a recording judged on its own (step 4)
-_SPAN_GAP_SLOTS = 1  # slots without a low line that a run may bridge
-_SPAN_REPORT_GAP_SLOTS = 4  # ... and, once found, that the reported part bridges (programme covering the line)
+# slots without a low line that a run may bridge, and, once found, that the reported part bridges (programme
+# covering the line); a slot is one 1 s hop up to MAX_SLOTS frames, several on longer recordings
+_SPAN_GAP_SLOTS = 1
+_SPAN_REPORT_GAP_SLOTS = 4
 # a part's steady line: hum swelling by +-40 % spreads about 2.6 dB; the held notes that passed the other
 # tests on parts of the corpus' music spread 4 dB or more
 _SPAN_LEVEL_STD_DB = 3.5
@@ -89,9 +91,9 @@ class HumDetection:
     harmonic_numbers: which harmonics (1 = fundamental) were detected; pass it (or its maximum)
         to :func:`hum_level_db` to measure the same lines on a cleaned signal.
     span_s: ``(start, end)`` in seconds (to the detector's 1 s hop, coarser on long files) when the hum
-        was found in part of the recording only: the part where its lines stood out steadily (it may run
-        on a few seconds where programme covers it). None when it runs through the recording. ``hum_db``,
-        ``f0_hz`` and ``drift_hz`` are then measured over that part.
+        was found by judging part of the recording on its own: the part where its lines stood out
+        steadily (it may run on where programme covers it). None when it was found over the recording as
+        a whole. ``hum_db``, ``f0_hz`` and ``drift_hz`` are then measured over that part.
     """
 
     has_hum: bool
@@ -138,6 +140,10 @@ class HumDetector:
         self._samples = 0
         self._slots = np.zeros((MAX_SLOTS, self._nbins), dtype=np.float32)
         self._slot_frames = np.zeros(MAX_SLOTS, dtype=np.int64)
+        # index of each slot's first frame, counting the silent frames that are skipped (for times: step 4)
+        self._slot_first = np.zeros(MAX_SLOTS, dtype=np.int64)
+        self._frames_seen = 0
+        self._acc_first = 0
         self._n_slots = 0
         self._frames_per_slot = 1
         self._acc = np.zeros(self._nbins, dtype=np.float64)
@@ -167,8 +173,12 @@ class HumDetector:
         return (2.0 / (self._n * self._win_power)) * (spec.real**2 + spec.imag**2)
 
     def _frame(self, frame: np.ndarray) -> None:
+        index = self._frames_seen
+        self._frames_seen += 1
         if not np.any(frame):
             return  # digital silence carries no evidence either way
+        if self._acc_frames == 0:
+            self._acc_first = index
         self._acc += self._spectrum(frame)
         self._acc_frames += 1
         if self._acc_frames == self._frames_per_slot:
@@ -187,10 +197,12 @@ class HumDetector:
             self._slots[half:] = 0
             self._slot_frames[:half] = pair_w.astype(np.int64)
             self._slot_frames[half:] = 0
+            self._slot_first[:half] = self._slot_first[0::2]
             self._n_slots = half
             self._frames_per_slot *= 2
         self._slots[self._n_slots] = self._acc / self._acc_frames
         self._slot_frames[self._n_slots] = self._acc_frames
+        self._slot_first[self._n_slots] = self._acc_first
         self._n_slots += 1
         self._acc[:] = 0
         self._acc_frames = 0
@@ -210,6 +222,15 @@ class HumDetector:
                 spectra.append(self._spectrum(frame)[None])
                 counts.append(np.array([1.0]))
         return np.concatenate(spectra, axis=0), np.concatenate(counts)
+
+    def _slot_seconds(self, rows: int) -> np.ndarray:
+        """When each of :meth:`_collected`'s ``rows`` slots starts, in seconds of the recording (silent frames
+        skipped by the detector included)."""
+        first = list(self._slot_first[: self._n_slots])
+        if self._acc_frames:
+            first.append(self._acc_first)
+        first += [0] * (rows - len(first))  # a recording shorter than one frame: its one row starts at 0
+        return np.asarray(first[:rows], dtype=np.float64) * HOP_SECONDS
 
     def _measured(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`_collected` and its :meth:`_prominence_db`, kept until more samples arrive (the
@@ -321,20 +342,24 @@ class HumDetector:
     ) -> tuple[float, HumDetection] | None:
         """Step 4 of the module docstring: the best candidate judged on one of its low lines' longest runs
         (at least ``MIN_SPAN_SECONDS``, shorter than the recording), or None."""
-        seconds = counts * HOP_SECONDS  # each slot's share of the recording
-        if seconds.sum() <= MIN_SPAN_SECONDS:
+        duration = self._samples / self.sample_rate
+        if duration <= MIN_SPAN_SECONDS:
             return None
-        starts = np.concatenate([[0.0], np.cumsum(seconds)])
+        # slot i covers the recording from starts[i] to starts[i + 1] (its last frame runs on a hop further)
+        starts = np.append(self._slot_seconds(len(counts)), duration)
         best: tuple[float, HumDetection] | None = None
         tried: set[tuple[int, int, float]] = set()
-        duration = self._samples / self.sample_rate
         for mains, f0_coarse in candidates:
             f_slot, _ = self._track(straddle, f0_coarse)
             low = self._line_stats(spectra, counts / counts.sum(), prom, f_slot, np.arange(1, 4))
             for line, level in zip(low["present"].T, low["level_db"].T, strict=True):
                 # each low line's own run: programme on one line must not bridge another's gap
                 lo, hi = _trimmed(line, *_longest_run(line, _SPAN_GAP_SLOTS))
-                if hi - lo == len(line) or starts[hi] - starts[lo] < MIN_SPAN_SECONDS or (lo, hi, f0_coarse) in tried:
+                if (
+                    hi - lo == len(line)
+                    or _span_end(starts, hi) - starts[lo] < MIN_SPAN_SECONDS
+                    or (lo, hi, f0_coarse) in tried
+                ):
                     continue
                 tried.add((lo, hi, f0_coarse))
                 part = slice(lo, hi)
@@ -343,10 +368,10 @@ class HumDetector:
                 )
                 if det.has_hum and (best is None or quality > best[0]):
                     # the line at the part's own level (not programme on its frequency) may run on further
-                    steady = line & (np.abs(level - np.median(level[lo:hi])) <= _STEADY_LEVEL_STD_DB)
+                    typical = np.median(level[lo:hi][line[lo:hi]])
+                    steady = line & (np.abs(level - typical) <= _STEADY_LEVEL_STD_DB)
                     lo, hi = _widened(steady, lo, hi, _SPAN_REPORT_GAP_SLOTS)
-                    end = min(starts[hi] + FRAME_SECONDS - HOP_SECONDS, duration)
-                    best = (quality, replace(det, span_s=(float(starts[lo]), float(end))))
+                    best = (quality, replace(det, span_s=(float(starts[lo]), _span_end(starts, hi))))
         return best
 
     def _lone_fundamental(self, spectra: np.ndarray, prom: np.ndarray, weights: np.ndarray, mains: int) -> float | None:
@@ -610,6 +635,12 @@ class HumDetector:
         return 10 * math.log10(total / 0.5) if total > 0 else float("-inf")
 
 
+def _span_end(starts: np.ndarray, hi: int) -> float:
+    """End in seconds of slots ``[.., hi)``: where slot ``hi`` starts, plus the hop its last frame runs on;
+    the recording's end after the last slot (``starts`` ends with the recording's duration)."""
+    return float(min(starts[hi] + FRAME_SECONDS - HOP_SECONDS, starts[-1]))
+
+
 def _longest_run(flags: np.ndarray, gap: int) -> tuple[int, int]:
     """``(lo, hi)``: the longest run of ``flags`` (index range, end exclusive) that starts and ends on a
     true flag and has no more than ``gap`` false flags in a row; ``(0, 0)`` when none is true."""
@@ -638,8 +669,9 @@ def _widened(flags: np.ndarray, lo: int, hi: int, gap: int) -> tuple[int, int]:
 
 
 def _trimmed(flags: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
-    """The run ``[lo, hi)`` less its slot at each end inside the recording (that frame straddles the
-    switch: the line at part of its level), then less the false flags this leaves at its ends."""
+    """The run ``[lo, hi)`` less its slot at each end inside the recording (that slot's frames straddle
+    the switch, or hold part of it: the line at part of its level), then less the false flags this leaves at
+    its ends."""
     lo, hi = lo + (lo > 0), hi - (hi < flags.size)
     on = np.flatnonzero(flags[lo:hi])
     return (lo + int(on[0]), lo + int(on[-1]) + 1) if on.size else (lo, lo)
