@@ -122,6 +122,60 @@ def common_envelope(
     return (a * g).to(torch.complex64)
 
 
+_SWITCH_CONFIRM_DB = 6.0
+
+
+def switch_frames(
+    z: torch.Tensor,
+    m: torch.Tensor,
+    lines: int = 5,
+    half: int = 5,
+    side: int = 20,
+    min_side: int = 10,
+    ratio_db: float = 10.0,
+) -> torch.Tensor:
+    """Per row, the frame at which hum may switch on or off inside the chunk, or -1 ``[B]`` (int64).
+
+    The first ``lines`` lines' coherent power (``|mean z_k|^2`` over ``2 half + 1`` frames: programme averages
+    down, a line does not) is, over every window wholly on one side, at least ``ratio_db`` above its largest
+    value on the other side, for ``min_side`` to ``side`` frames each way. Speech rarely passes (it comes in
+    bursts and is not coherent); a note starting on a line does. ``z [B, K, F]`` demodulated lines, ``m [B, F]``
+    1 on frames of real audio.
+    """
+    zs = torch.view_as_real(z[:, :lines].detach()).movedim(-1, -2).contiguous()  # [B, K, 2, F]
+    mean = box_mean(zs, 2 * half + 1)
+    power = (mean.pow(2).sum((1, 2)) * m).double().cpu().numpy()  # [B, F]
+    valid = m.cpu().numpy() > 0
+    width = side - half
+    lo_f, hi_f = min_side + half, z.shape[-1] - min_side - half + 1
+    out = np.full(z.shape[0], -1, dtype=np.int64)
+    if hi_f <= lo_f:
+        return torch.from_numpy(out).to(z.device)
+    f = np.arange(lo_f, hi_f)
+
+    def windows(v: np.ndarray, fill: float, before: bool) -> np.ndarray:
+        # row f: frames f - side .. f - half - 1 (before) or f + half .. f + side - 1 (after), ``fill`` beyond
+        pad = np.full((v.shape[0], side), fill)
+        padded = np.concatenate([pad, v] if before else [v, pad], axis=1)
+        view = np.lib.stride_tricks.sliding_window_view(padded, width, axis=1)
+        return view[:, f] if before else view[:, f + half]
+
+    scores = []
+    for before in (True, False):
+        n_ok = windows(valid.astype(np.float64), 0.0, before).sum(-1)
+        top = windows(np.where(valid, power, -np.inf), -np.inf, before).max(-1)
+        bottom = windows(np.where(valid, power, np.inf), np.inf, before).min(-1)
+        scores.append((n_ok >= min_side - half, top, bottom))
+    (ok_l, top_l, bot_l), (ok_r, top_r, bot_r) = scores
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.maximum(bot_r / np.maximum(top_l, 1e-30), bot_l / np.maximum(top_r, 1e-30))
+    score = np.where(ok_l & ok_r, score, 0.0)
+    best = np.argmax(score, axis=1)
+    hit = score[np.arange(score.shape[0]), best] > 10 ** (ratio_db / 10)
+    out[hit] = f[best[hit]]
+    return torch.from_numpy(out).to(z.device)
+
+
 class _Block(nn.Module):
     def __init__(self, channels: int, dil_k: int, dil_t: int) -> None:
         super().__init__()
@@ -161,6 +215,7 @@ class HarmonicEnvelopeNet(nn.Module):
         common_widths: tuple[int, int] | None = None,
         refine_wide: int = 41,
         track_knot_seconds: float = 0.25,
+        switch_split: bool = False,
     ) -> None:
         super().__init__()
         if sample_rate % frame_rate:
@@ -186,6 +241,8 @@ class HarmonicEnvelopeNet(nn.Module):
         # (line, gain) window widths of the common-envelope candidate (see ``common_envelope``), which
         # one more output blends into the pooled estimate per line and frame
         self.common_widths = None if common_widths is None else (int(common_widths[0]), int(common_widths[1]))
+        # pool each side of a hum switched on or off inside the chunk on its own (see ``switch_frames``)
+        self.switch_split = bool(switch_split)
         self.out = nn.Conv2d(channels, len(self.pool_widths) + 2 + (self.common_widths is not None), 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -326,6 +383,34 @@ class HarmonicEnvelopeNet(nn.Module):
             est = est + blend * (torch.view_as_real(common).movedim(-1, 1) - est)
         return est * gain[:, None]
 
+    def _split_at_switch(
+        self, z: torch.Tensor, zr: torch.Tensor, o: torch.Tensor, m: torch.Tensor, c_ri: torch.Tensor
+    ) -> torch.Tensor:
+        """``c_ri`` pooled again on each side of a switch where :func:`switch_frames` finds one that the
+        envelopes themselves confirm: the hum they estimate across the whole chunk is at least
+        ``_SWITCH_CONFIRM_DB`` stronger on one side than on the other (a switch smeared by the windows). A note
+        starting on the mains frequency shows the same jump in the lines, but the network estimates no hum under
+        it (or the same hum on both sides, where hum runs on under it): no split, the note stays protected."""
+        at = switch_frames(z, m)
+        if not bool((at >= 0).any()):
+            return c_ri
+        power = c_ri[:, :, :5].pow(2).sum((1, 2))  # [B, F]: the estimate of the low lines
+        frames = torch.arange(m.shape[-1], device=m.device)[None, :]
+        before = (frames < at[:, None]) & (frames >= at[:, None] - 20) & (m > 0)
+        after = (frames >= at[:, None]) & (frames < at[:, None] + 20) & (m > 0)
+        p_before = (power * before).sum(-1) / before.sum(-1).clamp_min(1)
+        p_after = (power * after).sum(-1) / after.sum(-1).clamp_min(1)
+        ratio = 10 ** (_SWITCH_CONFIRM_DB / 10)
+        confirmed = (at >= 0) & ((p_after > ratio * p_before) | (p_before > ratio * p_after))
+        if not bool(confirmed.any()):
+            return c_ri
+        side = ((frames >= at[:, None]) & confirmed[:, None]).to(m.dtype)  # [B, F]: 1 after a confirmed switch
+        split = (
+            self._pooled(zr, o, m * (1 - side)) * (1 - side)[:, None, None]
+            + self._pooled(zr, o, m * side) * side[:, None, None]
+        )
+        return torch.where(confirmed[:, None, None, None], split, c_ri)
+
     # ------------------------------------------------------------------ network
     def _cnn(self, feats: torch.Tensor) -> torch.Tensor:
         """The CNN's outputs ``[B, S + 2, K, F]`` (float32).
@@ -405,7 +490,10 @@ class HarmonicEnvelopeNet(nn.Module):
             dim=1,
         )
         o = self._cnn(feats)
-        c_ri = self._pooled(zr, o, m) * alive[:, None, :, None]
+        c_ri = self._pooled(zr, o, m)
+        if self.switch_split and not torch.is_grad_enabled():
+            c_ri = self._split_at_switch(z2, zr, o, m, c_ri)
+        c_ri = c_ri * alive[:, None, :, None]
         c = torch.complex(c_ri[:, 0], c_ri[:, 1])
         if theta is not None:
             c = c * k_phasor(k_col, theta)
