@@ -223,14 +223,13 @@ class HumDetector:
                 counts.append(np.array([1.0]))
         return np.concatenate(spectra, axis=0), np.concatenate(counts)
 
-    def _slot_seconds(self, rows: int) -> np.ndarray:
-        """When each of :meth:`_collected`'s ``rows`` slots starts, in seconds of the recording (silent frames
-        skipped by the detector included)."""
+    def _slot_seconds(self) -> np.ndarray:
+        """When each of :meth:`_collected`'s slots starts, in seconds of the recording (silent frames skipped
+        by the detector included), for recordings of at least one frame."""
         first = list(self._slot_first[: self._n_slots])
         if self._acc_frames:
             first.append(self._acc_first)
-        first += [0] * (rows - len(first))  # a recording shorter than one frame: its one row starts at 0
-        return np.asarray(first[:rows], dtype=np.float64) * HOP_SECONDS
+        return np.asarray(first, dtype=np.float64) * HOP_SECONDS
 
     def _measured(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`_collected` and its :meth:`_prominence_db`, kept until more samples arrive (the
@@ -346,7 +345,7 @@ class HumDetector:
         if duration <= MIN_SPAN_SECONDS:
             return None
         # slot i covers the recording from starts[i] to starts[i + 1] (its last frame runs on a hop further)
-        starts = np.append(self._slot_seconds(len(counts)), duration)
+        starts = np.append(self._slot_seconds(), duration)
         best: tuple[float, HumDetection] | None = None
         tried: set[tuple[int, int, float]] = set()
         for mains, f0_coarse in candidates:

@@ -123,14 +123,16 @@ def common_envelope(
 
 
 _SWITCH_CONFIRM_DB = 6.0
+_SWITCH_LINES = 5  # the low lines a switch is looked for in (and confirmed on)
+_SWITCH_SIDE = 20  # frames each way of a switch that are compared
 
 
 def switch_frames(
     z: torch.Tensor,
     m: torch.Tensor,
-    lines: int = 5,
+    lines: int = _SWITCH_LINES,
     half: int = 5,
-    side: int = 20,
+    side: int = _SWITCH_SIDE,
     min_side: int = 10,
     ratio_db: float = 10.0,
 ) -> torch.Tensor:
@@ -394,10 +396,10 @@ class HarmonicEnvelopeNet(nn.Module):
         at = switch_frames(z, m)
         if not bool((at >= 0).any()):
             return c_ri
-        power = c_ri[:, :, :5].pow(2).sum((1, 2))  # [B, F]: the estimate of the low lines
+        power = c_ri[:, :, :_SWITCH_LINES].pow(2).sum((1, 2))  # [B, F]: the estimate of the low lines
         frames = torch.arange(m.shape[-1], device=m.device)[None, :]
-        before = (frames < at[:, None]) & (frames >= at[:, None] - 20) & (m > 0)
-        after = (frames >= at[:, None]) & (frames < at[:, None] + 20) & (m > 0)
+        before = (frames < at[:, None]) & (frames >= at[:, None] - _SWITCH_SIDE) & (m > 0)
+        after = (frames >= at[:, None]) & (frames < at[:, None] + _SWITCH_SIDE) & (m > 0)
         p_before = (power * before).sum(-1) / before.sum(-1).clamp_min(1)
         p_after = (power * after).sum(-1) / after.sum(-1).clamp_min(1)
         ratio = 10 ** (_SWITCH_CONFIRM_DB / 10)
