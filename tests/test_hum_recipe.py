@@ -71,9 +71,32 @@ def test_hum_v2_gives_half_the_hums_swells_of_their_own() -> None:
         assert len(p.extra["line_am_depth"]) == p.harmonics
         assert all(0.0 <= d <= 0.4 for d in p.extra["line_am_depth"])
         assert all(0.05 <= f <= 0.5 for f in p.extra["line_am_hz"])
-    with pytest.raises(ValueError, match="hum-v1, hum-v2"):
+    with pytest.raises(ValueError, match="hum-v1, hum-v2, hum-v3"):
         sample_params(np.random.default_rng(0), 16000, recipe="hum-v9")
-    assert RECIPES == ("hum-v1", "hum-v2")
+    assert RECIPES == ("hum-v1", "hum-v2", "hum-v3")
+
+
+def test_hum_v3_band_limits_a_third_of_the_hums_on_hum_v1s_draws() -> None:
+    """hum-v3 is hum-v1 (same draws) with a high-pass on about a third of the hums and a low-pass on about a
+    sixth: every line's amplitude is hum-v1's times the filters' gain at its frequency."""
+    highs = lows = 0
+    for seed in range(300):
+        v1 = sample_params(np.random.default_rng(seed), 16000)
+        v3 = sample_params(np.random.default_rng(seed), 16000, recipe="hum-v3")
+        assert v3.recipe == "hum-v3"
+        assert (v3.phases, v3.drift_seed, v3.am_hz, v3.mains_hz) == (v1.phases, v1.drift_seed, v1.am_hz, v1.mains_hz)
+        f = np.arange(1, v1.harmonics + 1) * v1.f0_hz
+        expect = np.ones_like(f)
+        if "highpass_hz" in v3.extra:
+            highs += 1
+            assert 60 <= v3.extra["highpass_hz"] <= 400 and v3.extra["highpass_order"] in (1, 2, 3, 4)
+            expect /= np.sqrt(1 + (v3.extra["highpass_hz"] / f) ** (2 * v3.extra["highpass_order"]))
+        if "lowpass_hz" in v3.extra:
+            lows += 1
+            assert 800 <= v3.extra["lowpass_hz"] <= 3400
+            expect /= np.sqrt(1 + (f / v3.extra["lowpass_hz"]) ** (2 * v3.extra["lowpass_order"]))
+        np.testing.assert_allclose(v3.amplitudes, np.array(v1.amplitudes) * expect, rtol=1e-12)
+    assert 60 <= highs <= 140 and 20 <= lows <= 80
 
 
 def test_hum_v2_lines_follow_their_own_swells() -> None:

@@ -9,6 +9,11 @@ choice is drawn from the generator handed in, so a seed reproduces the hum exact
 Recipe ``hum-v2`` (for training only; evaluation stays on hum-v1): hum-v1, and on half of the hums every line
 also swells on its own, with or without the shared swell, so a model cannot take for granted that all lines
 rise and fall together.
+
+Recipe ``hum-v3`` (for training only): hum-v1, and on a third of the hums the recording chain's band limits
+on the lines: a high-pass (a field recorder's low-cut, a small loudspeaker or microphone, a telephone line:
+corner 60-400 Hz, 1st to 4th order) and on a sixth a low-pass (corner 0.8-3.4 kHz, 1st to 4th order), so the
+fundamental is not always the strongest line and the lines above a corner fall away.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 
 RECIPE_VERSION = "hum-v1"
 # hum-v2 (see the module docstring) draws its extra numbers after all of hum-v1's: hum-v1 draws stay as they were
-RECIPES = (RECIPE_VERSION, "hum-v2")
+RECIPES = (RECIPE_VERSION, "hum-v2", "hum-v3")
 SHAPES = ("falling", "buzz", "sparse")
 # Evaluation-only shape, drawn only when pinned (so hum-v1's random draws stay as they were): a strong
 # fundamental with harmonics 30 to 50 dB below it, as on many real transfers.
@@ -101,11 +106,31 @@ def sample_params(
         am_phase=float(rng.uniform(0, 2 * np.pi)),
         drift_seed=int(rng.integers(0, 2**31)),
     )
+    if recipe == "hum-v3":
+        return band_limited(rng, params)
     if recipe == RECIPE_VERSION or rng.random() < 0.5:
         return replace(params, recipe=recipe)
     own = own_swells(rng, k, 0.4)
     shared = params.am_depth if rng.random() < 0.5 else 0.0
     return replace(params, recipe=recipe, am_depth=shared, extra=own)
+
+
+def band_limited(rng: np.random.Generator, params: HumParams) -> HumParams:
+    """``params`` (drawn by hum-v1) with the recipe hum-v3 band limits drawn from ``rng`` and applied to
+    the line amplitudes (Butterworth magnitudes at each line's frequency); the corners go into ``extra``."""
+    extra: dict[str, Any] = {}
+    f = np.arange(1, params.harmonics + 1) * params.f0_hz
+    gain = np.ones_like(f)
+    if rng.random() < 1 / 3:
+        corner, order = float(np.exp(rng.uniform(math.log(60.0), math.log(400.0)))), int(rng.integers(1, 5))
+        gain /= np.sqrt(1 + (corner / f) ** (2 * order))
+        extra["highpass_hz"], extra["highpass_order"] = corner, order
+    if rng.random() < 1 / 6:
+        corner, order = float(np.exp(rng.uniform(math.log(800.0), math.log(3400.0)))), int(rng.integers(1, 5))
+        gain /= np.sqrt(1 + (f / corner) ** (2 * order))
+        extra["lowpass_hz"], extra["lowpass_order"] = corner, order
+    amps = [float(a * g) for a, g in zip(params.amplitudes, gain, strict=True)]
+    return replace(params, recipe="hum-v3", amplitudes=amps, extra=extra)
 
 
 def own_swells(rng: np.random.Generator, harmonics: int, depth: float) -> dict[str, Any]:
