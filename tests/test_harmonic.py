@@ -623,8 +623,8 @@ def test_harmonic_v12_leaves_a_note_starting_on_the_mains_as_v11_does() -> None:
 
 
 def test_harmonic_v13_follows_band_limited_hum_better_than_v12(corpus: Path) -> None:
-    """Music and hum behind a 4th-order low-cut at 150 Hz (a field recorder's switch): a 50 Hz
-    fundamental is 38 dB down, the 3rd to 6th harmonics lead. harmonic-v12 only ever saw hum led by its low lines; harmonic-v13
+    """Music and hum behind a 4th-order low-cut at 150 Hz (a field recorder's switch): a 50 Hz fundamental is
+    38 dB down, the 3rd to 6th harmonics lead. harmonic-v12 only ever saw hum led by its low lines; harmonic-v13
     (fine-tuned on hum-v3, which band-limits a third of its hums) estimates such hum better on every crop."""
     import soundfile as sf
     import soxr
