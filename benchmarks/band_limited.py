@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
-from humclean.training.hum import render, sample_params
+from humclean.training.hum import mix, render, sample_params
 from scipy.signal import butter, sosfilt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,10 +48,9 @@ def build(split: str, chain: str, work: Path, seed: int) -> None:
         x = x.mean(axis=1) if x.ndim > 1 else x
         if sr != RATE:
             x = soxr.resample(x, sr, RATE)
-        hum = render(sample_params(rng, RATE), x.size, RATE)
-        g = math.sqrt(float(np.mean(x**2)) / float(np.mean(hum**2))) / 10 ** (SNRS_DB[i % len(SNRS_DB)] / 20)
+        noisy, _ = mix(x, render(sample_params(rng, RATE), x.size, RATE), SNRS_DB[i % len(SNRS_DB)])
         rel = f"{path.parent.name}/{path.stem}.wav"
-        for sub, y in (("in", x + g * hum), ("ref", x)):
+        for sub, y in (("in", noisy), ("ref", x)):
             if sos is not None:
                 y = sosfilt(sos, y)
             if rate != RATE:

@@ -11,12 +11,11 @@ positives. Prints hits per content and SNR.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from humclean.training.hum import render, sample_params
+from humclean.training.hum import mix, render, sample_params
 
 from humclean import zoo
 from humclean.detect import detect_hum
@@ -42,9 +41,8 @@ def main() -> None:
             x = x.mean(axis=1) if x.ndim > 1 else x
             params = sample_params(rng, rate)
             hum = render(params, x.size, rate)
-            base = math.sqrt(float(np.mean(x**2)) / float(np.mean(hum**2)))
             for snr in snrs:
-                det = detect_hum(resample(x + base * 10 ** (-snr / 20) * hum, rate, model_rate), model_rate)
+                det = detect_hum(resample(mix(x, hum, snr)[0], rate, model_rate), model_rate)
                 hits.setdefault((kind, snr), []).append(det.has_hum and det.mains_hz == params.mains_hz)
             false_pos.setdefault(kind, []).append(detect_hum(resample(x, rate, model_rate), model_rate).has_hum)
     print(f"{args.split} split: hum found / files, by input SNR (dB re the programme)")
