@@ -79,7 +79,8 @@ def main() -> None:
             clean, rate = sf.read(str(bench / "bench" / "clean" / rel))
             noisy, _ = sf.read(str(bench / "bench" / "noisy" / rel))
             out, _ = sf.read(str(method_out(args.work, method) / "bench" / rel))
-            phase = line_phase(noisy - clean, rate, f0_of[f"bench/noisy/{rel}"])
+            f0 = f0_of[f"bench/noisy/{rel}"]
+            phase = line_phase(noisy - clean, rate, f0)
             scale = float(out @ clean) / float(clean @ clean)
             err = out - scale * clean
             prog = float(np.mean((scale * clean) ** 2))
@@ -88,9 +89,9 @@ def main() -> None:
             p_line = band_power(scale * clean, phase, rate, BAND_HZ)
             spec = np.abs(np.fft.rfft(err)) ** 2
             spec *= e_all / spec.sum()
-            f = np.fft.rfftfreq(err.size, 1 / rate) / f0_of[f"bench/noisy/{rel}"]
+            f = np.fft.rfftfreq(err.size, 1 / rate) / f0  # in harmonics of the hum
             k = np.rint(f)
-            near = np.abs(f - k) * f0_of[f"bench/noisy/{rel}"] < 3.0
+            near = np.abs(f - k) * f0 < 3.0
             e_f0 = float(spec[near & (k == 1)].sum())
             e_h = float(spec[near & (k >= 2) & (k <= 40)].sum())
             fig = (db(prog / e_all), db(p_line / prog), db(e_line / prog), db(e_all / prog))
