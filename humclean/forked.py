@@ -48,6 +48,12 @@ def _serve(conn: Connection, estimator: HumEstimator, inherited: list[Connection
     """A worker's loop: ``(chunks, starts, f0_hz)`` in, ``(True, hum)`` or ``(False, exception)`` out."""
     # Ctrl-C reaches the whole process group; the parent decides when workers stop (it closes the pipe)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # each worker is one single-threaded call (see parallelism). A child forked from a parent whose
+        # OpenMP team has run with 2+ threads hangs at its first parallel region (the team's threads were
+        # not forked): with one thread it never waits for them.
+        torch.set_num_threads(1)
     for other in inherited:  # the parent's ends: held open here, they would hide the parent's exit
         other.close()
     while True:

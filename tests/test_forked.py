@@ -185,3 +185,33 @@ def test_a_call_interrupted_after_sending_retires_its_worker(monkeypatch) -> Non
         assert not interrupted[0].process.is_alive() and est.processes == 1
         for start in (2, 3, 4):
             np.testing.assert_array_equal(_call(est, start)[:, 1:], _expected(start))
+
+
+_AFTER_THREADED_USE = """
+import numpy as np, torch
+from humclean import zoo
+from humclean.forked import ForkedEstimator, forked
+torch.set_num_threads(2)
+est = zoo.load("default", "cpu")
+n = est.card.chunk_samples
+x = (0.05 * np.random.default_rng(0).standard_normal((4, n))
+     + 0.05 * np.sin(2 * np.pi * 50 * np.arange(n) / est.card.sample_rate)).astype(np.float32)
+args = (np.zeros(4, np.int64), np.full(4, np.nan))
+here = est.estimate(x, *args)  # the parent's OpenMP team runs with 2 threads
+with forked(est, 2) as model:
+    assert isinstance(model, ForkedEstimator)
+    there = model.estimate(x, *args)
+assert np.abs(there - here).max() < 1e-3 * np.abs(here).max(), "forked estimate differs"
+print("ok")
+"""
+
+
+@needs_fork
+def test_workers_forked_after_the_parent_ran_torch_on_several_threads_do_not_hang() -> None:
+    """A library caller (or ``evaluate`` after a GPU method set 16 threads) may have run the model on several
+    threads before forking: the workers used to hang at their first parallel region."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _AFTER_THREADED_USE], capture_output=True, text=True, timeout=90)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
