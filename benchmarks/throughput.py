@@ -76,7 +76,9 @@ def copy_baseline(src: Path, dst: Path) -> float:
     return time.perf_counter() - t0
 
 
-def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tuple[float, dict[str, float], float]:
+def run_method(
+    method: str, src: Path, dst: Path, jobs: int, batch: int, device: str = "auto"
+) -> tuple[float, dict[str, float], float]:
     """(wall seconds, per-stage seconds summed over files, pure model seconds) for one method."""
     from humclean import zoo
     from humclean.discover import discover
@@ -93,7 +95,7 @@ def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tupl
         estimator = IdentityEstimator()
         estimator.card = ModelCard("floor", 8000, 64000, 8000, arch="identity")
     else:
-        estimator = zoo.load(method, "auto")
+        estimator = zoo.load(method, device)
     # the CLI's --batch-size 0 and --threads 0 policies: batch, torch threads per call, engine workers
     import os
 
@@ -119,10 +121,10 @@ def run_method(method: str, src: Path, dst: Path, jobs: int, batch: int) -> tupl
     return wall, dict(stages), (pipe.engine_stats.model_seconds if pipe.engine_stats else float("nan"))
 
 
-def peak_memory_long(long_file: Path, out: Path, method: str) -> tuple[float, float]:
+def peak_memory_long(long_file: Path, out: Path, method: str, device: str = "auto") -> tuple[float, float]:
     """(peak RSS of the main process, peak summed PSS with its model worker processes), MB, of a child
     cleaning the long file alone (every channel processed)."""
-    rss, pss, _ = run_child(long_file, out, method, ("--force",))
+    rss, pss, _ = run_child(long_file, out, method, ("--force", "--device", device))
     return rss, pss
 
 
@@ -139,6 +141,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=0, help="0: what humclean run picks")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the fastest of each counts")
     ap.add_argument("--mixed", action="store_true", help="add 44.1 kHz FLAC and 16 kHz mono files")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as humclean run)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/humclean-throughput"))
     args = ap.parse_args()
     src = args.workdir / ("archive-mixed" if args.mixed else "archive")
@@ -152,7 +155,8 @@ def main() -> None:
         shutil.rmtree(args.workdir / "out", ignore_errors=True)
         copies.append(copy_baseline(src, args.workdir / "out" / "copy"))
         for method in methods:
-            runs[method].append(run_method(method, src, args.workdir / "out" / method, args.jobs, args.batch_size))
+            out = args.workdir / "out" / method
+            runs[method].append(run_method(method, src, out, args.jobs, args.batch_size, args.device))
     copy_s = min(copies)
     n_files = sum(1 for p in src.rglob("*") if p.is_file())
     kind = "mixed formats" if args.mixed else "48 kHz stereo 24-bit WAV"
@@ -178,7 +182,7 @@ def main() -> None:
             "rounds": [r[0] for r in runs[method]],
         }
     first = [m for m in methods if m != "floor"][0]
-    rss, pss = peak_memory_long(src / "long" / "long.wav", args.workdir / "out" / "rss", first)
+    rss, pss = peak_memory_long(src / "long" / "long.wav", args.workdir / "out" / "rss", first, args.device)
     print(f"{args.long_minutes:.0f}-min 48 kHz stereo file alone with {first}: peak RSS {rss:.0f} MB (main process), "
           f"peak PSS {pss:.0f} MB (with model workers)")  # fmt: skip
     doc = {"copy_seconds": copy_s, "copy_rounds": copies, "audio_seconds": audio_s, "methods": results}

@@ -279,7 +279,8 @@ def run(
 
         card = estimator.card
         model_doc = {"name": card.name, "ident": card.ident, "sha256": card.sha256, "arch": card.arch,
-                     "arch_args": card.arch_args, "sample_rate": card.sample_rate}  # fmt: skip
+                     "arch_args": card.arch_args, "sample_rate": card.sample_rate,
+                     "device": estimator.device_name, "batch_size": options.batch_size}  # fmt: skip
         opts_doc = {k: v for k, v in asdict(options).items() if k != "provenance"}
         write_provenance(provenance_path, records, model_doc, opts_doc, __version__)
     summary = summarise(records, time.perf_counter() - t0)

@@ -407,7 +407,7 @@ def test_provenance_records_audio_md5_model_and_levels(tmp_path: Path) -> None:
     )
     assert code == 0, out
     doc = json.loads(prov.read_text())
-    assert doc["tool"] == "humclean" and doc["model"]["name"] == "dsp"
+    assert doc["tool"] == "humclean" and doc["model"]["name"] == "dsp" and doc["model"]["device"] == "cpu"
     files = {f["path"]: f for f in doc["files"]}
     assert set(files) == {"a/tape1.wav", "a/b/tape2.flac", "clean.wav"}
 

@@ -12,14 +12,19 @@ from .base import HumEstimator, ModelCard
 
 
 def resolve_device(spec: str) -> torch.device:
-    """``auto`` -> first CUDA device when there is one, else CPU; ``cpu``; ``cuda`` or ``cuda:N``."""
+    """``auto`` -> the current CUDA device when there is one, else CPU; ``cpu``; ``cuda`` (the current
+    one) or ``cuda:N``. Raises ``ValueError`` for a device that is not there."""
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {spec!r} requested but CUDA is not available")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {spec!r} (use auto, cpu, cuda or cuda:N)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) present")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # reports name the GPU that ran
     return device
 
 
