@@ -71,9 +71,9 @@ def test_hum_v2_gives_half_the_hums_swells_of_their_own() -> None:
         assert len(p.extra["line_am_depth"]) == p.harmonics
         assert all(0.0 <= d <= 0.4 for d in p.extra["line_am_depth"])
         assert all(0.05 <= f <= 0.5 for f in p.extra["line_am_hz"])
-    with pytest.raises(ValueError, match="hum-v1, hum-v2, hum-v3"):
+    with pytest.raises(ValueError, match="hum-v1, hum-v2, hum-v3, hum-v4"):
         sample_params(np.random.default_rng(0), 16000, recipe="hum-v9")
-    assert RECIPES == ("hum-v1", "hum-v2", "hum-v3")
+    assert RECIPES == ("hum-v1", "hum-v2", "hum-v3", "hum-v4")
 
 
 def test_hum_v3_band_limits_a_third_of_the_hums_on_hum_v1s_draws() -> None:
@@ -97,6 +97,31 @@ def test_hum_v3_band_limits_a_third_of_the_hums_on_hum_v1s_draws() -> None:
             expect /= np.sqrt(1 + (f / v3.extra["lowpass_hz"]) ** (2 * v3.extra["lowpass_order"]))
         np.testing.assert_allclose(v3.amplitudes, np.array(v1.amplitudes) * expect, rtol=1e-12)
     assert 60 <= highs <= 140 and 20 <= lows <= 80
+
+
+def test_hum_v4_runs_half_the_long_series_past_the_40th_line() -> None:
+    """hum-v4 keeps hum-v1's first 40 lines (then hum-v3's band limits) and continues half of the series of 20
+    lines or more to 41-120 lines below Nyquist, following the series' own fall."""
+    wide = long = 0
+    for seed in range(300):
+        v1 = sample_params(np.random.default_rng(seed), 16000)
+        v4 = sample_params(np.random.default_rng(seed), 16000, recipe="hum-v4")
+        assert v4.recipe == "hum-v4" and v4.phases[: v1.harmonics] == v1.phases
+        long += v1.harmonics >= 20
+        assert v4.harmonics == v1.harmonics or v1.harmonics >= 20
+        if v4.harmonics == v1.harmonics:
+            continue
+        wide += 1
+        assert 41 <= v4.harmonics <= 120 and v4.harmonics * v4.f0_hz < 8000
+        head, tail = np.array(v4.amplitudes[:40]), np.array(v4.amplitudes[40:])
+        if not v4.extra:  # no band limit: the new lines carry on below the old ones' strongest
+            assert tail.max() <= head.max() and tail.max() > 0
+        # the rendered hum holds the strongest new line, far above the gap after it (0.5 Hz bins, +-3 Hz of drift)
+        signal = render(v4, 16000 * 2, 16000)
+        spectrum = np.abs(np.fft.rfft(signal * np.hanning(signal.size)))
+        line = int(round((41 + int(np.argmax(tail))) * v4.f0_hz * 2))
+        assert spectrum[line - 6 : line + 7].max() > 100 * np.median(spectrum[line + 20 : line + 60])
+    assert 0.3 * long <= wide <= 0.7 * long
 
 
 def test_hum_v2_lines_follow_their_own_swells() -> None:

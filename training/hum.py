@@ -14,6 +14,11 @@ Recipe ``hum-v3`` (for training only): hum-v1, and on a third of the hums the re
 on the lines: a high-pass (a field recorder's low-cut, a small loudspeaker or microphone, a telephone line:
 corner 60-400 Hz, 1st to 4th order) and on a sixth a low-pass (corner 0.8-3.4 kHz, 1st to 4th order), so the
 fundamental is not always the strongest line and the lines above a corner fall away.
+
+Recipe ``hum-v4`` (for training only; for models that see more than 40 lines): hum-v1, and on half of the hums
+with 20 lines or more the series runs on past the 40th line (a buzz from a dimmer or a rectifier reaches several
+kHz) up to 41-120 lines below Nyquist, each new line continuing the hum's own amplitude law (fitted to its first
+40 lines) with the shape's character (buzz: weak even lines; sparse: gaps); then hum-v3's band limits.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import numpy as np
 
 RECIPE_VERSION = "hum-v1"
 # hum-v2 (see the module docstring) draws its extra numbers after all of hum-v1's: hum-v1 draws stay as they were
-RECIPES = (RECIPE_VERSION, "hum-v2", "hum-v3")
+RECIPES = (RECIPE_VERSION, "hum-v2", "hum-v3", "hum-v4")
+WIDE_HARMONICS = 120  # hum-v4's most lines
 SHAPES = ("falling", "buzz", "sparse")
 # Evaluation-only shape, drawn only when pinned (so hum-v1's random draws stay as they were): a strong
 # fundamental with harmonics 30 to 50 dB below it, as on many real transfers.
@@ -108,6 +114,8 @@ def sample_params(
     )
     if recipe == "hum-v3":
         return band_limited(rng, params)
+    if recipe == "hum-v4":
+        return replace(band_limited(rng, wide_series(rng, params, max_k)), recipe="hum-v4")
     if recipe == RECIPE_VERSION or rng.random() < 0.5:
         return replace(params, recipe=recipe)
     own = own_swells(rng, k, 0.4)
@@ -131,6 +139,35 @@ def band_limited(rng: np.random.Generator, params: HumParams) -> HumParams:
         extra["lowpass_hz"], extra["lowpass_order"] = corner, order
     amps = [float(a * g) for a, g in zip(params.amplitudes, gain, strict=True)]
     return replace(params, recipe="hum-v3", amplitudes=amps, extra=extra)
+
+
+def wide_series(rng: np.random.Generator, params: HumParams, max_k: int) -> HumParams:
+    """``params`` (drawn by hum-v1) with, on half of the hums of 20 lines or more, the series continued past
+    its last line to 41-``WIDE_HARMONICS`` lines (at most ``max_k``): a power law fitted to the lines it has,
+    times the shape's character (buzz: even lines 0.05-0.4; sparse: 40 % of the lines) and a random 0.5-1.5."""
+    k = params.harmonics
+    if k < 20 or rng.random() < 0.5:
+        return params
+    wide = min(int(rng.integers(41, WIDE_HARMONICS + 1)), max_k)
+    if wide <= k:
+        return params
+    amps = np.asarray(params.amplitudes)
+    idx = np.arange(1, k + 1)
+    odd = idx % 2 == 1 if params.shape == "buzz" else np.ones(k, dtype=bool)
+    keep = (amps > 0) & odd
+    slope, level = np.polyfit(np.log(idx[keep]), np.log(amps[keep]), 1) if keep.sum() >= 2 else (-1.0, 0.0)
+    new = np.arange(k + 1, wide + 1)
+    extra = np.exp(level) * new ** min(float(slope), 0.0) * rng.uniform(0.5, 1.5, new.size)
+    if params.shape == "buzz":
+        extra = np.where(new % 2 == 0, extra * rng.uniform(0.05, 0.4, new.size), extra)
+    elif params.shape == "sparse":
+        extra = extra * (rng.random(new.size) < 0.4)
+    phases = rng.uniform(0, 2 * np.pi, new.size)
+    return replace(
+        params,
+        amplitudes=[*params.amplitudes, *(float(a) for a in extra)],
+        phases=[*params.phases, *(float(p) for p in phases)],
+    )
 
 
 def own_swells(rng: np.random.Generator, harmonics: int, depth: float) -> dict[str, Any]:
