@@ -71,9 +71,12 @@ def _arch_args(arch: str, base_channels: int, arch_args_json: str | None) -> dic
     "--hum-recipe",
     default="hum-v1",
     show_default=True,
-    type=click.Choice(["hum-v1", "hum-v2", "hum-v3", "hum-v4"]),  # literal: start-up does not import training (a test checks it)
+    # literal: start-up does not import training (a test checks it)
+    type=click.Choice(["hum-v1", "hum-v2", "hum-v3", "hum-v4"]),
     help="Synthetic hum to train on. hum-v2: as hum-v1, and on half the hums each line also swells on its own. "
-    "hum-v3: as hum-v1, and on a third of the hums the lines are band-limited (a low-cut, a telephone line).",
+    "hum-v3: as hum-v1, and on a third of the hums the lines are band-limited (a low-cut, a telephone line). "
+    "hum-v4: as hum-v3, and half of the series of 20 lines or more run on to 41-120 lines (for models with more "
+    "than 40 harmonics).",
 )
 @click.option(
     "--init",

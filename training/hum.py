@@ -142,21 +142,26 @@ def band_limited(rng: np.random.Generator, params: HumParams) -> HumParams:
 
 
 def wide_series(rng: np.random.Generator, params: HumParams, max_k: int) -> HumParams:
-    """``params`` (drawn by hum-v1) with, on half of the hums of 20 lines or more, the series continued past
-    its last line to 41-``WIDE_HARMONICS`` lines (at most ``max_k``): a power law fitted to the lines it has,
-    times the shape's character (buzz: even lines 0.05-0.4; sparse: 40 % of the lines) and a random 0.5-1.5."""
-    k = params.harmonics
-    if k < 20 or rng.random() < 0.5:
+    """``params`` (drawn by hum-v1) with, on half of the hums of 20 lines or more, the series continued to
+    41-``WIDE_HARMONICS`` lines (at most ``max_k``) by :func:`extend_series`."""
+    if params.harmonics < 20 or rng.random() < 0.5:
         return params
-    wide = min(int(rng.integers(41, WIDE_HARMONICS + 1)), max_k)
-    if wide <= k:
+    return extend_series(rng, params, min(int(rng.integers(41, WIDE_HARMONICS + 1)), max_k))
+
+
+def extend_series(rng: np.random.Generator, params: HumParams, lines: int) -> HumParams:
+    """``params`` with its series continued to ``lines`` lines (the caller keeps them below Nyquist): a power
+    law fitted to the lines it has, times the shape's character (buzz: even lines 0.05-0.4; sparse: 40 % of
+    the lines) and a random 0.5-1.5; new lines get random phases."""
+    k = params.harmonics
+    if lines <= k:
         return params
     amps = np.asarray(params.amplitudes)
     idx = np.arange(1, k + 1)
     odd = idx % 2 == 1 if params.shape == "buzz" else np.ones(k, dtype=bool)
     keep = (amps > 0) & odd
     slope, level = np.polyfit(np.log(idx[keep]), np.log(amps[keep]), 1) if keep.sum() >= 2 else (-1.0, 0.0)
-    new = np.arange(k + 1, wide + 1)
+    new = np.arange(k + 1, lines + 1)
     extra = np.exp(level) * new ** min(float(slope), 0.0) * rng.uniform(0.5, 1.5, new.size)
     if params.shape == "buzz":
         extra = np.where(new % 2 == 0, extra * rng.uniform(0.05, 0.4, new.size), extra)
