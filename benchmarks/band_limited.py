@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,16 +39,20 @@ CHAINS = {
 }
 
 
-def build(split: str, chain: str, work: Path, seed: int) -> None:
-    """Write ``work/{in,ref,clean}/KIND/NAME.wav`` for one chain: noisy, its reference, the filtered clean file."""
-    sos, rate = CHAINS[chain]
-    rng = np.random.default_rng(seed)
+def programme(split: str) -> Iterator[tuple[int, Path, np.ndarray]]:
+    """``(index, path, mono float64 at RATE)`` for each clean file of ``split``: speech, then music."""
     files = sorted((CORPUS / split / "speech").glob("*.ogg")) + sorted((CORPUS / split / "music").glob("*.ogg"))
     for i, path in enumerate(files):
         x, sr = sf.read(str(path), dtype="float64")
         x = x.mean(axis=1) if x.ndim > 1 else x
-        if sr != RATE:
-            x = soxr.resample(x, sr, RATE)
+        yield i, path, (soxr.resample(x, sr, RATE) if sr != RATE else x)
+
+
+def build(split: str, chain: str, work: Path, seed: int) -> None:
+    """Write ``work/{in,ref,clean}/KIND/NAME.wav`` for one chain: noisy, its reference, the filtered clean file."""
+    sos, rate = CHAINS[chain]
+    rng = np.random.default_rng(seed)
+    for i, path, x in programme(split):
         noisy, _ = mix(x, render(sample_params(rng, RATE), x.size, RATE), SNRS_DB[i % len(SNRS_DB)])
         rel = f"{path.parent.name}/{path.stem}.wav"
         for sub, y in (("in", noisy), ("ref", x)):

@@ -16,20 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
-from band_limited import CORPUS, RATE, SNRS_DB, run
+from band_limited import RATE, SNRS_DB, programme, run
 from humclean.training.hum import extend_series, mix, render, sample_params
 
 
 def build(split: str, lines: int, work: Path, seed: int) -> None:
     """Write ``work/lines40/{in,ref}`` and ``work/lines{lines}/{in,ref}`` (KIND/NAME.wav, float, 16 kHz)."""
     rng = np.random.default_rng(seed)
-    files = sorted((CORPUS / split / "speech").glob("*.ogg")) + sorted((CORPUS / split / "music").glob("*.ogg"))
-    for i, path in enumerate(files):
-        x, sr = sf.read(str(path), dtype="float64")
-        x = x.mean(axis=1) if x.ndim > 1 else x
-        if sr != RATE:
-            x = soxr.resample(x, sr, RATE)
+    for i, path, x in programme(split):
         params = sample_params(rng, RATE, harmonics=40, shape="buzz")
         top = min(lines, int((RATE / 2 - 100) // params.f0_hz))
         wide = extend_series(np.random.default_rng([seed, i]), params, top)
