@@ -28,7 +28,7 @@ def build(split: str, lines: int, work: Path, seed: int) -> None:
         top = min(lines, int((RATE / 2 - 100) // params.f0_hz))
         wide = extend_series(np.random.default_rng([seed, i]), params, top)
         rel = f"{path.parent.name}/{path.stem}.wav"
-        for cond, hum in ((f"lines{params.harmonics}", params), (f"lines{lines}", wide)):
+        for cond, hum in (("lines40", params), (f"lines{lines}", wide)):
             noisy, _ = mix(x, render(hum, x.size, RATE), SNRS_DB[i % len(SNRS_DB)])
             for sub, y in (("in", noisy), ("ref", x)):
                 (work / cond / sub / rel).parent.mkdir(parents=True, exist_ok=True)
